@@ -1,0 +1,106 @@
+using FuncProxy.Proxying;
+using FuncProxy.Secrets;
+using Microsoft.Extensions.Options;
+
+namespace FuncProxy;
+
+/// <summary>Checks the whole <see cref="FuncProxyOptions"/> at start so a bad setting fails fast with a message naming it.</summary>
+internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOptions>
+{
+    // Route segments that the hosts own; an upstream with one of these names could never be reached.
+    internal static readonly string[] ReservedUpstreamNames = ["admin", "health"];
+
+    public ValidateOptionsResult Validate(string? name, FuncProxyOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var errors = new List<string>();
+        const string P = FuncProxyOptions.SectionName;
+
+        var storage = options.Storage;
+        if (string.IsNullOrWhiteSpace(storage.ConnectionString) && storage.TableServiceUri is null)
+        {
+            errors.Add($"{P}:Storage: set ConnectionString (locally 'UseDevelopmentStorage=true') or TableServiceUri (managed identity in Azure).");
+        }
+        if (storage.TableServiceUri is { } tableUri && (!tableUri.IsAbsoluteUri || (tableUri.Scheme != Uri.UriSchemeHttps && !tableUri.IsLoopback)))
+        {
+            errors.Add($"{P}:Storage:TableServiceUri must be an absolute https URL (http only on loopback).");
+        }
+        if (!System.Text.RegularExpressions.Regex.IsMatch(storage.TablePrefix ?? "", "^([A-Za-z][A-Za-z0-9]{0,30})?$"))
+        {
+            errors.Add($"{P}:Storage:TablePrefix must be letters and digits, starting with a letter, at most 31 characters.");
+        }
+
+        if (options.KeyVault.VaultUri is { } vault && (!vault.IsAbsoluteUri || vault.Scheme != Uri.UriSchemeHttps))
+        {
+            errors.Add($"{P}:KeyVault:VaultUri must be an absolute https URL such as https://my-vault.vault.azure.net/.");
+        }
+        if (options.KeyVault.RefreshAfter <= TimeSpan.Zero)
+        {
+            errors.Add($"{P}:KeyVault:RefreshAfter must be positive.");
+        }
+        if (options.KeyVault.StaleIfErrorFor < TimeSpan.Zero)
+        {
+            errors.Add($"{P}:KeyVault:StaleIfErrorFor must not be negative.");
+        }
+
+        if (options.Proxy.UpstreamTimeout <= TimeSpan.Zero)
+        {
+            errors.Add($"{P}:Proxy:UpstreamTimeout must be positive.");
+        }
+        if (options.Proxy.MaxRequestBodyBytes <= 0)
+        {
+            errors.Add($"{P}:Proxy:MaxRequestBodyBytes must be positive.");
+        }
+        if (options.Keys.CacheDuration < TimeSpan.Zero || options.Keys.CacheDuration > TimeSpan.FromMinutes(5))
+        {
+            errors.Add($"{P}:Keys:CacheDuration must be between 0 and 5 minutes: it bounds how long a revoked key keeps working.");
+        }
+
+        foreach (var (upstreamName, upstream) in options.Upstreams)
+        {
+            var at = $"{P}:Upstreams:{upstreamName}";
+            if (!UpstreamCatalog.IsValidName(upstreamName))
+            {
+                errors.Add($"{at}: an upstream name is 1-64 characters of letters, digits, '-' or '_'.");
+            }
+            if (ReservedUpstreamNames.Contains(upstreamName, StringComparer.OrdinalIgnoreCase))
+            {
+                errors.Add($"{at}: '{upstreamName}' is reserved for the gateway's own routes.");
+            }
+            if (upstream.BaseUrl is null)
+            {
+                errors.Add($"{at}:BaseUrl is required.");
+            }
+            else if (!upstream.BaseUrl.IsAbsoluteUri || (upstream.BaseUrl.Scheme != Uri.UriSchemeHttp && upstream.BaseUrl.Scheme != Uri.UriSchemeHttps))
+            {
+                errors.Add($"{at}:BaseUrl must be an absolute http or https URL.");
+            }
+            else if (!string.IsNullOrEmpty(upstream.BaseUrl.Query) || !string.IsNullOrEmpty(upstream.BaseUrl.Fragment) || !string.IsNullOrEmpty(upstream.BaseUrl.UserInfo))
+            {
+                errors.Add($"{at}:BaseUrl must not carry a query, fragment or user info; put credentials in a secret.");
+            }
+            if (string.IsNullOrWhiteSpace(upstream.AuthHeader) || upstream.AuthHeader.Any(c => c <= ' ' || c >= 127 || c == ':'))
+            {
+                errors.Add($"{at}:AuthHeader must be a valid header name.");
+            }
+            if (upstream.AuthScheme is null || upstream.AuthScheme.Any(c => c <= ' ' || c >= 127))
+            {
+                errors.Add($"{at}:AuthScheme must be a single token such as 'Bearer', or empty for a bare value.");
+            }
+            if (upstream.SecretName is { } secretName && !SecretNames.IsValid(secretName))
+            {
+                errors.Add($"{at}:SecretName must be 1-127 characters of letters, digits and '-', as Key Vault requires.");
+            }
+            if (upstream.Timeout is { } t && t <= TimeSpan.Zero)
+            {
+                errors.Add($"{at}:Timeout must be positive.");
+            }
+            if (upstream.MaxRequestBodyBytes is { } m && m <= 0)
+            {
+                errors.Add($"{at}:MaxRequestBodyBytes must be positive.");
+            }
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

@@ -1,0 +1,27 @@
+using FuncProxy.Hosting;
+using FuncProxy.Proxying;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Microsoft.AspNetCore.Builder;
+
+/// <summary>
+/// Maps the gateway's routes for a plain ASP.NET Core host, under <c>/api</c> as the Functions host serves them.
+/// Each endpoint only hands the <see cref="HttpContext"/> to the engine.
+/// </summary>
+public static class FuncProxyEndpointRouteBuilderExtensions
+{
+    public const string RoutePrefix = "/api";
+
+    public static IEndpointRouteBuilder MapFuncProxy(this IEndpointRouteBuilder endpoints)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        var api = endpoints.MapGroup(RoutePrefix);
+        api.MapGet("/health", (HttpContext context, HealthHandler health) => health.HandleAsync(context));
+        api.Map("/{upstream}/{**path}", (HttpContext context, string upstream, string? path, ProxyHandler proxy) =>
+            proxy.HandleAsync(context, upstream, path));
+        return endpoints;
+    }
+}

@@ -1,0 +1,52 @@
+using Azure.Security.KeyVault.Secrets;
+using FuncProxy.Hosting;
+using FuncProxy.Keys;
+using FuncProxy.Proxying;
+using FuncProxy.Secrets;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Registers the FuncProxy engine: one call for either host.</summary>
+public static class FuncProxyServiceCollectionExtensions
+{
+    public static IServiceCollection AddFuncProxy(this IServiceCollection services, IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configuration);
+
+        services.AddOptions<FuncProxy.FuncProxyOptions>()
+            .Bind(configuration.GetSection(FuncProxy.FuncProxyOptions.SectionName))
+            .ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<FuncProxy.FuncProxyOptions>, FuncProxy.FuncProxyOptionsValidator>());
+
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddHttpForwarder();
+
+        services.TryAddSingleton<FuncProxy.FuncProxyTables>();
+        services.TryAddSingleton<KeyStore>();
+        services.TryAddSingleton<KeyRecordCache>();
+        services.TryAddSingleton<KeyAuthenticator>();
+
+        services.TryAddSingleton<ISecretSource>(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<FuncProxy.FuncProxyOptions>>().Value;
+            if (options.KeyVault.VaultUri is { } vaultUri)
+            {
+                var client = sp.GetService<SecretClient>()
+                    ?? new SecretClient(vaultUri, FuncProxy.FuncProxyTables.CreateCredential(options.Storage.ManagedIdentityClientId));
+                return new KeyVaultSecretSource(client);
+            }
+            return new ConfigurationSecretSource(sp.GetRequiredService<IOptionsMonitor<FuncProxy.FuncProxyOptions>>());
+        });
+        services.TryAddSingleton<SecretCache>();
+
+        services.TryAddSingleton<UpstreamCatalog>();
+        services.TryAddSingleton<UpstreamInvoker>();
+        services.TryAddSingleton<ProxyHandler>();
+        services.TryAddSingleton<HealthHandler>();
+        return services;
+    }
+}

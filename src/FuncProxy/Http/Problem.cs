@@ -1,0 +1,94 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+
+namespace FuncProxy;
+
+/// <summary>
+/// Error responses as RFC 9457 <c>application/problem+json</c>: a stable <c>code</c>, a request id, never a stack trace or
+/// a secret. An OpenAI-style <c>error</c> member is included too, so OpenAI SDKs surface the message to their callers.
+/// </summary>
+public static class Problem
+{
+    public const string ContentType = "application/problem+json";
+    public const string RequestIdHeader = "x-request-id";
+
+    /// <summary>The id that ties a response to the gateway's logs: the incoming request's trace identifier.</summary>
+    public static string RequestId(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return context.TraceIdentifier;
+    }
+
+    public static async Task WriteAsync(
+        HttpContext context,
+        int status,
+        string code,
+        string title,
+        string detail,
+        IReadOnlyDictionary<string, object?>? extensions = null,
+        IEnumerable<KeyValuePair<string, string>>? headers = null)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var response = context.Response;
+        if (response.HasStarted)
+        {
+            return;
+        }
+        response.Clear();
+        response.StatusCode = status;
+        response.ContentType = ContentType;
+        response.Headers.CacheControl = "no-store";
+        var requestId = RequestId(context);
+        response.Headers[RequestIdHeader] = requestId;
+        if (headers is not null)
+        {
+            foreach (var (name, value) in headers)
+            {
+                response.Headers[name] = value;
+            }
+        }
+
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("type", "urn:funcproxy:problem:" + code);
+            json.WriteString("title", title);
+            json.WriteNumber("status", status);
+            json.WriteString("detail", detail);
+            json.WriteString("code", code);
+            json.WriteString("requestId", requestId);
+            if (extensions is not null)
+            {
+                foreach (var (name, value) in extensions)
+                {
+                    json.WritePropertyName(name);
+                    JsonSerializer.Serialize(json, value);
+                }
+            }
+            json.WriteStartObject("error");
+            json.WriteString("message", detail);
+            json.WriteString("type", code);
+            json.WriteString("code", code);
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+        response.ContentLength = buffer.Length;
+        // The client may already be gone; that is not the gateway's error.
+        try
+        {
+            await response.Body.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length), context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+        }
+    }
+
+    private static readonly KeyValuePair<string, string>[] BearerChallenge = [new("WWW-Authenticate", "Bearer")];
+
+    /// <summary>The one 401 every refused client key gets, whatever the reason: nothing tells an attacker which.</summary>
+    public static Task UnauthorizedAsync(HttpContext context) =>
+        WriteAsync(context, StatusCodes.Status401Unauthorized, "invalid_api_key", "Unauthorized",
+            "A valid API key is required: send it as 'Authorization: Bearer <key>', 'x-api-key' or 'api-key'.",
+            headers: BearerChallenge);
+}

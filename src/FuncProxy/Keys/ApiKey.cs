@@ -1,0 +1,102 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace FuncProxy.Keys;
+
+/// <summary>
+/// A client API key: <c>fpk_&lt;id&gt;_&lt;secret&gt;&lt;checksum&gt;</c>.
+/// The id (16 base32 characters, 80 bits) names the record; the secret (43 base62 characters, 256 bits from a CSPRNG)
+/// is never stored, only its hash; the 6-character checksum lets a typo or a forged key be refused with no storage round trip.
+/// </summary>
+public readonly struct ApiKey
+{
+    public const string Prefix = "fpk_";
+    public const int IdLength = 16;
+    public const int SecretLength = 43;
+    public const int ChecksumLength = 6;
+    public const int TotalLength = 4 + IdLength + 1 + SecretLength + ChecksumLength;
+
+    private const string IdAlphabet = "abcdefghijklmnopqrstuvwxyz234567";
+    private const string SecretAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+    private ApiKey(string id, string secret)
+    {
+        Id = id;
+        Secret = secret;
+    }
+
+    /// <summary>The public half: the key record's id.</summary>
+    public string Id { get; }
+
+    /// <summary>The secret half. Never log it.</summary>
+    public string Secret { get; }
+
+    /// <summary>The full key as the client presents it. Shown once, at creation or rotation.</summary>
+    public string Value => string.Concat(Prefix, Id, "_", Secret, Checksum(Id, Secret));
+
+    /// <summary>Makes a fresh key with a new id and secret.</summary>
+    public static ApiKey Generate() => new(NewId(), NewSecret());
+
+    /// <summary>Makes a new secret for an existing id (rotation keeps the id so counters and usage carry on).</summary>
+    public static ApiKey GenerateFor(string id)
+    {
+        if (!IsValidId(id))
+        {
+            throw new ArgumentException("Not a key id.", nameof(id));
+        }
+        return new(id, NewSecret());
+    }
+
+    public static string NewId() => RandomNumberGenerator.GetString(IdAlphabet, IdLength);
+
+    private static string NewSecret() => RandomNumberGenerator.GetString(SecretAlphabet, SecretLength);
+
+    /// <summary>Parses a presented key, checking shape and checksum only: no I/O, no timing that depends on the secret's content.</summary>
+    public static bool TryParse(ReadOnlySpan<char> value, [NotNullWhen(true)] out ApiKey? key)
+    {
+        key = null;
+        if (value.Length != TotalLength || !value.StartsWith(Prefix, StringComparison.Ordinal) || value[4 + IdLength] != '_')
+        {
+            return false;
+        }
+        var id = value.Slice(4, IdLength);
+        var secret = value.Slice(4 + IdLength + 1, SecretLength);
+        var checksum = value.Slice(4 + IdLength + 1 + SecretLength, ChecksumLength);
+        if (id.ContainsAnyExcept(IdAlphabet) || secret.ContainsAnyExcept(SecretAlphabet))
+        {
+            return false;
+        }
+        var idString = id.ToString();
+        var secretString = secret.ToString();
+        if (!checksum.SequenceEqual(Checksum(idString, secretString)))
+        {
+            return false;
+        }
+        key = new ApiKey(idString, secretString);
+        return true;
+    }
+
+    /// <summary>True when <paramref name="id"/> has the shape of a key id (no I/O).</summary>
+    public static bool IsValidId(string? id) => id is { Length: IdLength } && !id.AsSpan().ContainsAnyExcept(IdAlphabet);
+
+    /// <summary>A short, non-secret label for logs and listings: <c>fpk_&lt;id&gt;_…</c>.</summary>
+    public static string Redact(string id) => string.Concat(Prefix, id, "_…");
+
+    // The checksum is integrity, not secrecy: the first 32 bits of SHA-256 over the key body, in base62.
+    private static string Checksum(string id, string secret)
+    {
+        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(Encoding.ASCII.GetBytes(string.Concat(Prefix, id, "_", secret)), hash);
+        var n = (ulong)BitConverter.ToUInt32(hash[..4]);
+        Span<char> chars = stackalloc char[ChecksumLength];
+        for (var i = ChecksumLength - 1; i >= 0; i--)
+        {
+            chars[i] = SecretAlphabet[(int)(n % 62)];
+            n /= 62;
+        }
+        return new string(chars);
+    }
+
+    public override string ToString() => Redact(Id);
+}

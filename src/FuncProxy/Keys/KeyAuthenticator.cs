@@ -1,0 +1,95 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Primitives;
+
+namespace FuncProxy.Keys;
+
+/// <summary>Why a presented key was refused. Only logs and metrics see this; every client gets the same 401.</summary>
+public enum KeyRefusal
+{
+    None,
+    Missing,
+    Malformed,
+    UnknownId,
+    WrongSecret,
+    Disabled,
+    Revoked,
+    Expired,
+}
+
+/// <summary>The outcome of authenticating a request.</summary>
+public readonly record struct KeyAuthentication(KeyRecord? Record, KeyRefusal Refusal, string? KeyId)
+{
+    public bool Succeeded => Record is not null && Refusal == KeyRefusal.None;
+}
+
+/// <summary>
+/// Finds the client key in the request (<c>Authorization: Bearer</c>, <c>x-api-key</c> or <c>api-key</c>, whichever the
+/// client's SDK sends), checks its shape and checksum without I/O, then its record and secret hash.
+/// </summary>
+public sealed class KeyAuthenticator
+{
+    /// <summary>The request headers that may carry a client key; all are removed before forwarding.</summary>
+    public static readonly string[] CredentialHeaders = ["Authorization", "x-api-key", "api-key"];
+
+    private readonly KeyRecordCache _cache;
+    private readonly TimeProvider _time;
+
+    public KeyAuthenticator(KeyRecordCache cache, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        ArgumentNullException.ThrowIfNull(time);
+        _cache = cache;
+        _time = time;
+    }
+
+    public async ValueTask<KeyAuthentication> AuthenticateAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var presented = FindPresentedKey(request.Headers);
+        if (presented is null)
+        {
+            return new(null, KeyRefusal.Missing, null);
+        }
+        if (!ApiKey.TryParse(presented, out var key))
+        {
+            return new(null, KeyRefusal.Malformed, null);
+        }
+        var id = key.Value.Id;
+        var record = await _cache.GetAsync(id, cancellationToken).ConfigureAwait(false);
+        if (record is null)
+        {
+            return new(null, KeyRefusal.UnknownId, id);
+        }
+        var now = _time.GetUtcNow();
+        if (!record.SecretMatches(key.Value.Secret, now))
+        {
+            return new(null, KeyRefusal.WrongSecret, id);
+        }
+        return record.Status switch
+        {
+            KeyStatus.Revoked => new(null, KeyRefusal.Revoked, id),
+            KeyStatus.Disabled => new(null, KeyRefusal.Disabled, id),
+            _ when !record.IsUsableAt(now) => new(null, KeyRefusal.Expired, id),
+            _ => new(record, KeyRefusal.None, id),
+        };
+    }
+
+    /// <summary>The first key-bearing header present, in the order the SDKs use; null when none.</summary>
+    internal static string? FindPresentedKey(IHeaderDictionary headers)
+    {
+        if (headers.TryGetValue("Authorization", out var authorization) && !StringValues.IsNullOrEmpty(authorization))
+        {
+            var value = authorization.ToString().Trim();
+            const string Bearer = "Bearer ";
+            return value.StartsWith(Bearer, StringComparison.OrdinalIgnoreCase) ? value[Bearer.Length..].Trim() : value;
+        }
+        foreach (var name in (ReadOnlySpan<string>)["x-api-key", "api-key"])
+        {
+            if (headers.TryGetValue(name, out var v) && !StringValues.IsNullOrEmpty(v))
+            {
+                return v.ToString().Trim();
+            }
+        }
+        return null;
+    }
+}

@@ -1,0 +1,28 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace FuncProxy.Keys;
+
+/// <summary>
+/// Hashes key secrets for storage and checks presented ones in constant time.
+/// SHA-256 with a domain-separation prefix and the key id: the secret carries 256 bits from a CSPRNG,
+/// so a slow password hash would add latency on every request without adding safety (see SECURITY.md).
+/// </summary>
+public static class KeyHasher
+{
+    private const string Domain = "funcproxy-key-v1";
+
+    public static byte[] Hash(string id, string secret)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        ArgumentNullException.ThrowIfNull(secret);
+        return SHA256.HashData(Encoding.UTF8.GetBytes(string.Concat(Domain, "\n", id, "\n", secret)));
+    }
+
+    public static bool Matches(string id, string secret, ReadOnlySpan<byte> storedHash)
+    {
+        Span<byte> presented = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(Encoding.UTF8.GetBytes(string.Concat(Domain, "\n", id, "\n", secret)), presented);
+        return storedHash.Length == presented.Length && CryptographicOperations.FixedTimeEquals(presented, storedHash);
+    }
+}

@@ -1,0 +1,279 @@
+using FuncProxy.Keys;
+using FuncProxy.Secrets;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace FuncProxy.Proxying;
+
+/// <summary>
+/// The client call path: route, authenticate, authorize, attach the provider's credential, forward with YARP, and turn
+/// every failure into problem+json. Both hosts call <see cref="HandleAsync"/> with the request's <see cref="HttpContext"/>.
+/// </summary>
+public sealed partial class ProxyHandler
+{
+    private readonly UpstreamCatalog _catalog;
+    private readonly KeyAuthenticator _authenticator;
+    private readonly SecretCache _secrets;
+    private readonly IHttpForwarder _forwarder;
+    private readonly UpstreamInvoker _invoker;
+    private readonly ILogger _logger;
+
+    public ProxyHandler(
+        UpstreamCatalog catalog,
+        KeyAuthenticator authenticator,
+        SecretCache secrets,
+        IHttpForwarder forwarder,
+        UpstreamInvoker invoker,
+        ILogger<ProxyHandler> logger)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        ArgumentNullException.ThrowIfNull(authenticator);
+        ArgumentNullException.ThrowIfNull(secrets);
+        ArgumentNullException.ThrowIfNull(forwarder);
+        ArgumentNullException.ThrowIfNull(invoker);
+        ArgumentNullException.ThrowIfNull(logger);
+        _catalog = catalog;
+        _authenticator = authenticator;
+        _secrets = secrets;
+        _forwarder = forwarder;
+        _invoker = invoker;
+        _logger = logger;
+    }
+
+    /// <param name="context">The client's request.</param>
+    /// <param name="upstream">The <c>{upstream}</c> route value.</param>
+    /// <param name="path">The <c>{**path}</c> route value: the rest of the path, as routing decoded it.</param>
+    public async Task HandleAsync(HttpContext context, string upstream, string? path)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        context.Response.Headers[Problem.RequestIdHeader] = Problem.RequestId(context);
+
+        // 1. Route.
+        var route = _catalog.Find(upstream);
+        if (route is null)
+        {
+            await Problem.WriteAsync(context, StatusCodes.Status404NotFound, "unknown_upstream", "Not Found",
+                "No upstream is configured under that name.").ConfigureAwait(false);
+            return;
+        }
+
+        // 2. Authenticate.
+        KeyAuthentication auth;
+        try
+        {
+            auth = await _authenticator.AuthenticateAsync(context.Request, context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (KeyStoreUnavailableException)
+        {
+            Log.KeyStoreUnavailable(_logger, route.Name);
+            await Problem.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "key_store_unavailable", "Service Unavailable",
+                "The gateway cannot check API keys right now. Try again shortly.",
+                headers: [new("Retry-After", "5")]).ConfigureAwait(false);
+            return;
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+        if (!auth.Succeeded)
+        {
+            Log.KeyRefused(_logger, auth.KeyId ?? "(none)", auth.Refusal, route.Name);
+            await Problem.UnauthorizedAsync(context).ConfigureAwait(false);
+            return;
+        }
+        var key = auth.Record!;
+
+        // 3. Authorize.
+        if (!key.AllowsUpstream(route.Name))
+        {
+            Log.UpstreamForbidden(_logger, key.Id, route.Name);
+            await Problem.WriteAsync(context, StatusCodes.Status403Forbidden, "upstream_not_allowed", "Forbidden",
+                "This API key may not call this upstream.").ConfigureAwait(false);
+            return;
+        }
+
+        if (!route.TryBuildTarget(path, context.Request.QueryString.Value, out var target))
+        {
+            Log.PathRefused(_logger, key.Id, route.Name);
+            await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "invalid_path", "Bad Request",
+                "The request path is not allowed: no dot segments, backslashes, encoded slashes or control characters.").ConfigureAwait(false);
+            return;
+        }
+        if (context.Request.ContentLength > route.MaxRequestBodyBytes)
+        {
+            await BodyTooLargeAsync(context, route).ConfigureAwait(false);
+            return;
+        }
+
+        // 5. Secret.
+        CachedSecret? secret = null;
+        if (route.SecretName is { } secretName)
+        {
+            try
+            {
+                secret = await _secrets.GetAsync(secretName, context.RequestAborted).ConfigureAwait(false);
+            }
+            catch (SecretUnavailableException)
+            {
+                Log.SecretUnavailable(_logger, route.Name, secretName);
+                await Problem.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "credential_unavailable", "Service Unavailable",
+                    "The gateway cannot read this upstream's credential right now. Try again shortly.",
+                    headers: [new("Retry-After", "5")]).ConfigureAwait(false);
+                return;
+            }
+            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+            {
+                return;
+            }
+            if (secret.Value is null)
+            {
+                Log.SecretMissing(_logger, route.Name, secretName);
+                await Problem.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "credential_not_configured", "Service Unavailable",
+                    "This upstream's credential is not configured on the gateway.").ConfigureAwait(false);
+                return;
+            }
+        }
+
+        // 6. Forward.
+        await ForwardAsync(context, route, target, key, secret).ConfigureAwait(false);
+    }
+
+    private async Task ForwardAsync(HttpContext context, UpstreamRoute route, Uri target, KeyRecord key, CachedSecret? secret)
+    {
+        var request = context.Request;
+        var bodyDetection = context.Features.Get<IHttpRequestBodyDetectionFeature>();
+        var hasBody = bodyDetection?.CanHaveBody ?? (request.ContentLength > 0 || request.Headers.TransferEncoding.Count > 0);
+        RequestBodyLimitStream? limited = null;
+        if (hasBody)
+        {
+            limited = new RequestBodyLimitStream(request.Body, route.MaxRequestBodyBytes);
+            request.Body = limited;
+            if (secret is not null)
+            {
+                // Keeps a copy as the body streams upstream (memory, then a temp file past 64 KiB), so the call can be
+                // replayed once if the provider rejects a credential that was rotated in Key Vault.
+                request.EnableBuffering(bufferThreshold: 64 * 1024, bufferLimit: route.MaxRequestBodyBytes);
+            }
+        }
+
+        for (var attempt = 1; ; attempt++)
+        {
+            var call = new UpstreamCall(route, target, secret?.Value);
+            var error = await _forwarder.SendAsync(context, route.Origin, _invoker.Invoker, route.RequestConfig, call).ConfigureAwait(false);
+
+            if (call.CredentialRejected && secret is not null)
+            {
+                _secrets.Invalidate(route.SecretName!, secret.Generation);
+                var fresh = await TryGetFreshSecretAsync(route.SecretName!, context.RequestAborted).ConfigureAwait(false);
+                var canReplay = !hasBody || request.Body.CanSeek;
+                if (attempt == 1 && canReplay && fresh?.Value is not null && fresh.Value != secret.Value)
+                {
+                    Log.RetryingWithFreshCredential(_logger, route.Name);
+                    context.Response.Clear();
+                    if (hasBody)
+                    {
+                        request.Body.Position = 0;
+                    }
+                    secret = fresh;
+                    continue;
+                }
+                Log.CredentialRejected(_logger, route.Name, route.SecretName!);
+                await Problem.WriteAsync(context, StatusCodes.Status502BadGateway, "upstream_credential_rejected", "Bad Gateway",
+                    "The upstream rejected the gateway's credential for it. The operator has to update it.").ConfigureAwait(false);
+                return;
+            }
+
+            if (error != ForwarderError.None)
+            {
+                await ReportForwardErrorAsync(context, route, key, error, limited?.LimitExceeded == true).ConfigureAwait(false);
+            }
+            return;
+        }
+    }
+
+    private async Task<CachedSecret?> TryGetFreshSecretAsync(string name, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await _secrets.GetAsync(name, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SecretUnavailableException or OperationCanceledException)
+        {
+            return null;
+        }
+    }
+
+    private async Task ReportForwardErrorAsync(HttpContext context, UpstreamRoute route, KeyRecord key, ForwarderError error, bool bodyTooLarge)
+    {
+        if (bodyTooLarge)
+        {
+            await BodyTooLargeAsync(context, route).ConfigureAwait(false);
+            return;
+        }
+        if (context.RequestAborted.IsCancellationRequested || error is ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled
+            or ForwarderError.ResponseBodyCanceled or ForwarderError.UpgradeRequestCanceled or ForwarderError.UpgradeResponseCanceled)
+        {
+            Log.ClientGone(_logger, key.Id, route.Name);
+            return;
+        }
+        Log.ForwardFailed(_logger, key.Id, route.Name, error);
+        if (context.Response.HasStarted)
+        {
+            // Mid-stream: the status line is gone, so the only honest signal left is to abort the response.
+            context.Abort();
+            return;
+        }
+        var (status, code, title, detail) = error switch
+        {
+            ForwarderError.RequestTimedOut => (StatusCodes.Status504GatewayTimeout, "upstream_timeout", "Gateway Timeout",
+                "The upstream did not answer within the configured timeout."),
+            ForwarderError.RequestBodyClient => (StatusCodes.Status400BadRequest, "request_body_error", "Bad Request",
+                "The request body could not be read."),
+            ForwarderError.ResponseBodyDestination or ForwarderError.ResponseHeaders => (StatusCodes.Status502BadGateway, "upstream_error", "Bad Gateway",
+                "The upstream's answer could not be read."),
+            _ => (StatusCodes.Status502BadGateway, "upstream_unreachable", "Bad Gateway",
+                "The upstream could not be reached."),
+        };
+        await Problem.WriteAsync(context, status, code, title, detail).ConfigureAwait(false);
+    }
+
+    private static Task BodyTooLargeAsync(HttpContext context, UpstreamRoute route) =>
+        Problem.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, "request_too_large", "Payload Too Large",
+            $"The request body is larger than this upstream accepts ({route.MaxRequestBodyBytes} bytes).",
+            new Dictionary<string, object?> { ["limitBytes"] = route.MaxRequestBodyBytes });
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "Refused key {KeyId} for upstream {Upstream}: {Refusal}.")]
+        public static partial void KeyRefused(ILogger logger, string keyId, KeyRefusal refusal, string upstream);
+
+        [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Key {KeyId} may not call upstream {Upstream}.")]
+        public static partial void UpstreamForbidden(ILogger logger, string keyId, string upstream);
+
+        [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "Refused a path for key {KeyId} on upstream {Upstream}: it would leave the base URL or is malformed.")]
+        public static partial void PathRefused(ILogger logger, string keyId, string upstream);
+
+        [LoggerMessage(EventId = 2004, Level = LogLevel.Error, Message = "Secret {SecretName} for upstream {Upstream} could not be read.")]
+        public static partial void SecretUnavailable(ILogger logger, string upstream, string secretName);
+
+        [LoggerMessage(EventId = 2005, Level = LogLevel.Error, Message = "Secret {SecretName} for upstream {Upstream} does not exist.")]
+        public static partial void SecretMissing(ILogger logger, string upstream, string secretName);
+
+        [LoggerMessage(EventId = 2006, Level = LogLevel.Warning, Message = "Upstream {Upstream} rejected the cached credential; retrying once with a fresh one.")]
+        public static partial void RetryingWithFreshCredential(ILogger logger, string upstream);
+
+        [LoggerMessage(EventId = 2007, Level = LogLevel.Error, Message = "Upstream {Upstream} rejected the credential in secret {SecretName}.")]
+        public static partial void CredentialRejected(ILogger logger, string upstream, string secretName);
+
+        [LoggerMessage(EventId = 2008, Level = LogLevel.Warning, Message = "Forwarding for key {KeyId} to upstream {Upstream} failed: {Error}.")]
+        public static partial void ForwardFailed(ILogger logger, string keyId, string upstream, ForwarderError error);
+
+        [LoggerMessage(EventId = 2009, Level = LogLevel.Information, Message = "Client of key {KeyId} went away; the call to upstream {Upstream} was cancelled.")]
+        public static partial void ClientGone(ILogger logger, string keyId, string upstream);
+
+        [LoggerMessage(EventId = 2010, Level = LogLevel.Error, Message = "Key store unavailable while authenticating a call to upstream {Upstream}.")]
+        public static partial void KeyStoreUnavailable(ILogger logger, string upstream);
+    }
+}

@@ -1,0 +1,26 @@
+using System.Collections.Frozen;
+using Microsoft.Extensions.Options;
+
+namespace FuncProxy.Proxying;
+
+/// <summary>The configured upstreams by name (case-insensitive), built once from options.</summary>
+public sealed class UpstreamCatalog
+{
+    private readonly FrozenDictionary<string, UpstreamRoute> _routes;
+
+    public UpstreamCatalog(IOptions<FuncProxyOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var value = options.Value;
+        _routes = value.Upstreams
+            .Where(u => u.Value.BaseUrl is not null)
+            .ToFrozenDictionary(u => u.Key, u => new UpstreamRoute(u.Key, u.Value, value.Proxy), StringComparer.OrdinalIgnoreCase);
+    }
+
+    public IEnumerable<UpstreamRoute> Routes => _routes.Values;
+
+    public UpstreamRoute? Find(string? name) => name is not null && _routes.TryGetValue(name, out var route) ? route : null;
+
+    public static bool IsValidName(string? name) =>
+        name is { Length: > 0 and <= 64 } && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_');
+}

@@ -1,0 +1,110 @@
+using Azure;
+using Azure.Core;
+using Azure.Data.Tables;
+using Azure.Identity;
+using Microsoft.Extensions.Options;
+
+namespace FuncProxy;
+
+/// <summary>
+/// The engine's tables (<c>keys</c>, <c>audit</c>, <c>usage</c>) on one shared <see cref="TableServiceClient"/>.
+/// Each table is created on first use, once per process; a failed creation is tried again on the next use.
+/// </summary>
+public sealed class FuncProxyTables
+{
+    public const string Keys = "keys";
+    public const string Audit = "audit";
+    public const string Usage = "usage";
+
+    private readonly TableServiceClient _service;
+    private readonly string _prefix;
+    private readonly Dictionary<string, EnsuredTable> _tables;
+
+    public FuncProxyTables(IOptions<FuncProxyOptions> options)
+        : this(CreateServiceClient(options?.Value.Storage ?? throw new ArgumentNullException(nameof(options))), options.Value.Storage.TablePrefix)
+    {
+    }
+
+    public FuncProxyTables(TableServiceClient service, string? prefix)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        _service = service;
+        _prefix = prefix ?? "";
+        _tables = new(StringComparer.Ordinal)
+        {
+            [Keys] = new(service.GetTableClient(_prefix + Keys)),
+            [Audit] = new(service.GetTableClient(_prefix + Audit)),
+            [Usage] = new(service.GetTableClient(_prefix + Usage)),
+        };
+    }
+
+    public TableServiceClient Service => _service;
+
+    public string TableName(string table) => _prefix + table;
+
+    public ValueTask<TableClient> GetKeysAsync(CancellationToken cancellationToken = default) => _tables[Keys].GetAsync(cancellationToken);
+
+    public ValueTask<TableClient> GetAuditAsync(CancellationToken cancellationToken = default) => _tables[Audit].GetAsync(cancellationToken);
+
+    public ValueTask<TableClient> GetUsageAsync(CancellationToken cancellationToken = default) => _tables[Usage].GetAsync(cancellationToken);
+
+    public static TableServiceClient CreateServiceClient(StorageOptions storage)
+    {
+        ArgumentNullException.ThrowIfNull(storage);
+        var clientOptions = new TableClientOptions();
+        // The limiter bounds its own retries; the SDK's default of several retries with back-off would hide storage trouble for seconds.
+        clientOptions.Retry.MaxRetries = 2;
+        clientOptions.Retry.NetworkTimeout = TimeSpan.FromSeconds(10);
+        if (!string.IsNullOrWhiteSpace(storage.ConnectionString))
+        {
+            return new TableServiceClient(storage.ConnectionString, clientOptions);
+        }
+        if (storage.TableServiceUri is null)
+        {
+            throw new InvalidOperationException("FuncProxy:Storage needs ConnectionString or TableServiceUri.");
+        }
+        return new TableServiceClient(storage.TableServiceUri, CreateCredential(storage.ManagedIdentityClientId), clientOptions);
+    }
+
+    internal static TokenCredential CreateCredential(string? managedIdentityClientId) =>
+        new DefaultAzureCredential(new DefaultAzureCredentialOptions { ManagedIdentityClientId = managedIdentityClientId });
+
+    private sealed class EnsuredTable(TableClient client)
+    {
+        private Task? _created;
+
+        public ValueTask<TableClient> GetAsync(CancellationToken cancellationToken)
+        {
+            var created = _created;
+            if (created is { IsCompletedSuccessfully: true })
+            {
+                return ValueTask.FromResult(client);
+            }
+            return SlowAsync(cancellationToken);
+        }
+
+        private async ValueTask<TableClient> SlowAsync(CancellationToken cancellationToken)
+        {
+            var created = _created;
+            if (created is null || created.IsFaulted || created.IsCanceled)
+            {
+                created = CreateAsync();
+                _created = created;
+            }
+            await created.WaitAsync(cancellationToken).ConfigureAwait(false);
+            return client;
+        }
+
+        private async Task CreateAsync()
+        {
+            try
+            {
+                await client.CreateIfNotExistsAsync().ConfigureAwait(false);
+            }
+            catch (RequestFailedException e) when (e.Status == 409)
+            {
+                // Created by another instance at the same moment (or being deleted): either way it is there to use or will say so on use.
+            }
+        }
+    }
+}
