@@ -38,6 +38,29 @@ public static class RawHttp
         var split = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
         var head = split >= 0 ? text[..split] : text;
         var status = int.Parse(head.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
-        return (status, head, split >= 0 ? text[(split + 4)..] : "");
+        var content = split >= 0 ? text[(split + 4)..] : "";
+        if (head.Contains("Transfer-Encoding: chunked", StringComparison.OrdinalIgnoreCase))
+        {
+            content = Dechunk(content);
+        }
+        return (status, head, content);
+    }
+
+    private static string Dechunk(string chunked)
+    {
+        var result = new StringBuilder();
+        var at = 0;
+        while (at < chunked.Length)
+        {
+            var lineEnd = chunked.IndexOf("\r\n", at, StringComparison.Ordinal);
+            var size = Convert.ToInt32(chunked[at..lineEnd].Split(';')[0], 16);
+            if (size == 0)
+            {
+                break;
+            }
+            result.Append(chunked, lineEnd + 2, size);
+            at = lineEnd + 2 + size + 2;
+        }
+        return result.ToString();
     }
 }
