@@ -6,6 +6,7 @@ var rest = args.Length > 0 ? args[1..] : [];
 return mode switch
 {
     "gateway" => await GatewayBench.RunAsync(rest),
+    "stub" => await StubMode.RunAsync(rest),
     _ => Usage(),
 };
 
@@ -15,6 +16,9 @@ static int Usage()
         dotnet run -c Release --project bench/FuncProxy.Bench -- <mode> [options]
           gateway [--concurrency 32] [--seconds 5] [--rounds 3]
               the provider stub directly vs a bare YARP forwarder vs FuncProxy.Server (auth + secret + forward)
+          stub [--port 8089]
+              runs the provider stub (OpenAI chat completions and Anthropic messages, JSON and SSE) until Ctrl+C,
+              for trying the gateway without a provider account
         """);
     return 2;
 }

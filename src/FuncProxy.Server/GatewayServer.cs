@@ -43,7 +43,7 @@ public static partial class GatewayServer
         var upstreams = options.Upstreams.Count == 0 ? "(none configured)" : string.Join(", ", options.Upstreams.Select(u => $"{u.Key} -> {u.Value.BaseUrl}"));
         var secrets = options.KeyVault.VaultUri is { } vault ? $"Key Vault {vault}" : "configuration (FuncProxy:Secrets)";
         Log.Serving(logger, address, upstreams, secrets);
-        Log.HowToMintKey(logger, options.Upstreams.Keys.FirstOrDefault() ?? "openai");
+        Log.HowToMintKey(logger, options.Upstreams.ContainsKey("openai") ? "openai" : options.Upstreams.Keys.FirstOrDefault() ?? "openai");
     }
 
     private static partial class Log

@@ -57,11 +57,11 @@ public sealed class UpstreamStub : IAsyncDisposable
         HangCancelled = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
-    public static async Task<UpstreamStub> StartAsync(bool record = true)
+    public static async Task<UpstreamStub> StartAsync(bool record = true, int port = 0)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null);
         var app = builder.Build();
         UpstreamStub? stub = null;
