@@ -23,6 +23,9 @@ public static class FuncProxyServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<FuncProxy.FuncProxyOptions>, FuncProxy.FuncProxyOptionsValidator>());
 
         services.TryAddSingleton(TimeProvider.System);
+        services.AddMetrics();
+        services.TryAddSingleton<FuncProxy.Telemetry.FuncProxyMetrics>();
+        services.AddFuncProxyTelemetry(configuration);
         services.AddHttpForwarder();
 
         services.TryAddSingleton<FuncProxy.FuncProxyTables>();

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using FuncProxy.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -19,8 +20,12 @@ public sealed partial class KeyRecordCache
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
 
-    public KeyRecordCache(KeyStore store, IOptionsMonitor<FuncProxyOptions> options, TimeProvider time, ILogger<KeyRecordCache> logger)
+    private readonly FuncProxyMetrics _metrics;
+
+    public KeyRecordCache(KeyStore store, IOptionsMonitor<FuncProxyOptions> options, TimeProvider time, FuncProxyMetrics metrics, ILogger<KeyRecordCache> logger)
     {
+        ArgumentNullException.ThrowIfNull(metrics);
+        _metrics = metrics;
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(time);
@@ -54,15 +59,18 @@ public sealed partial class KeyRecordCache
                 var age = _time.GetElapsedTime(entry.FetchedAt, now);
                 if (age < ttl / 2)
                 {
+                    _metrics.KeyCache(hit: true);
                     return ValueTask.FromResult(entry.Record);
                 }
                 if (age < ttl)
                 {
                     entry.Pending ??= RefreshAsync(id, entry);
+                    _metrics.KeyCache(hit: true);
                     return ValueTask.FromResult(entry.Record);
                 }
             }
             pending = entry.Pending ??= RefreshAsync(id, entry);
+            _metrics.KeyCache(hit: false);
         }
         return AwaitAsync(pending, entry, options, cancellationToken);
     }

@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using FuncProxy.Keys;
 using FuncProxy.Secrets;
+using FuncProxy.Telemetry;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
@@ -18,6 +20,7 @@ public sealed partial class ProxyHandler
     private readonly SecretCache _secrets;
     private readonly IHttpForwarder _forwarder;
     private readonly UpstreamInvoker _invoker;
+    private readonly FuncProxyMetrics _metrics;
     private readonly ILogger _logger;
 
     public ProxyHandler(
@@ -26,6 +29,7 @@ public sealed partial class ProxyHandler
         SecretCache secrets,
         IHttpForwarder forwarder,
         UpstreamInvoker invoker,
+        FuncProxyMetrics metrics,
         ILogger<ProxyHandler> logger)
     {
         ArgumentNullException.ThrowIfNull(catalog);
@@ -33,7 +37,9 @@ public sealed partial class ProxyHandler
         ArgumentNullException.ThrowIfNull(secrets);
         ArgumentNullException.ThrowIfNull(forwarder);
         ArgumentNullException.ThrowIfNull(invoker);
+        ArgumentNullException.ThrowIfNull(metrics);
         ArgumentNullException.ThrowIfNull(logger);
+        _metrics = metrics;
         _catalog = catalog;
         _authenticator = authenticator;
         _secrets = secrets;
@@ -49,14 +55,31 @@ public sealed partial class ProxyHandler
     {
         ArgumentNullException.ThrowIfNull(context);
         context.Response.Headers[Problem.RequestIdHeader] = Problem.RequestId(context);
+        using var activity = FuncProxyMetrics.ActivitySource.StartActivity("funcproxy.proxy");
+        activity?.SetTag("funcproxy.upstream", upstream);
+        var refusal = await HandleCoreAsync(context, upstream, path, activity).ConfigureAwait(false);
+        var status = context.Response.StatusCode;
+        activity?.SetTag("http.response.status_code", status);
+        var routeName = _catalog.Find(upstream)?.Name ?? "(unknown)";
+        if (refusal is not null)
+        {
+            activity?.SetTag("funcproxy.refusal", refusal);
+            activity?.SetStatus(ActivityStatusCode.Error, refusal);
+            _metrics.Refusal(routeName, refusal);
+        }
+        _metrics.Request(routeName, refusal is null ? "forwarded" : "refused", status);
+    }
 
+    /// <returns>Null when the call was forwarded; otherwise why the gateway answered itself.</returns>
+    private async Task<string?> HandleCoreAsync(HttpContext context, string upstream, string? path, Activity? activity)
+    {
         // 1. Route.
         var route = _catalog.Find(upstream);
         if (route is null)
         {
             await Problem.WriteAsync(context, StatusCodes.Status404NotFound, "unknown_upstream", "Not Found",
                 "No upstream is configured under that name.").ConfigureAwait(false);
-            return;
+            return "unknown_upstream";
         }
 
         // 2. Authenticate.
@@ -71,19 +94,20 @@ public sealed partial class ProxyHandler
             await Problem.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "key_store_unavailable", "Service Unavailable",
                 "The gateway cannot check API keys right now. Try again shortly.",
                 headers: [new("Retry-After", "5")]).ConfigureAwait(false);
-            return;
+            return "key_store_unavailable";
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
-            return;
+            return "client_gone";
         }
         if (!auth.Succeeded)
         {
             Log.KeyRefused(_logger, auth.KeyId ?? "(none)", auth.Refusal, route.Name);
             await Problem.UnauthorizedAsync(context).ConfigureAwait(false);
-            return;
+            return "invalid_api_key";
         }
         var key = auth.Record!;
+        activity?.SetTag("funcproxy.key_id", key.Id);
 
         // 3. Authorize.
         if (!key.AllowsUpstream(route.Name))
@@ -91,7 +115,7 @@ public sealed partial class ProxyHandler
             Log.UpstreamForbidden(_logger, key.Id, route.Name);
             await Problem.WriteAsync(context, StatusCodes.Status403Forbidden, "upstream_not_allowed", "Forbidden",
                 "This API key may not call this upstream.").ConfigureAwait(false);
-            return;
+            return "upstream_not_allowed";
         }
 
         if (!route.TryBuildTarget(path, context.Request.QueryString.Value, out var target))
@@ -99,12 +123,12 @@ public sealed partial class ProxyHandler
             Log.PathRefused(_logger, key.Id, route.Name);
             await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "invalid_path", "Bad Request",
                 "The request path is not allowed: no dot segments, backslashes, encoded slashes or control characters.").ConfigureAwait(false);
-            return;
+            return "invalid_path";
         }
         if (context.Request.ContentLength > route.MaxRequestBodyBytes)
         {
             await BodyTooLargeAsync(context, route).ConfigureAwait(false);
-            return;
+            return "request_too_large";
         }
 
         // 5. Secret.
@@ -121,26 +145,26 @@ public sealed partial class ProxyHandler
                 await Problem.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "credential_unavailable", "Service Unavailable",
                     "The gateway cannot read this upstream's credential right now. Try again shortly.",
                     headers: [new("Retry-After", "5")]).ConfigureAwait(false);
-                return;
+                return "credential_unavailable";
             }
             catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
             {
-                return;
+                return "client_gone";
             }
             if (secret.Value is null)
             {
                 Log.SecretMissing(_logger, route.Name, secretName);
                 await Problem.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "credential_not_configured", "Service Unavailable",
                     "This upstream's credential is not configured on the gateway.").ConfigureAwait(false);
-                return;
+                return "credential_not_configured";
             }
         }
 
         // 6. Forward.
-        await ForwardAsync(context, route, target, key, secret).ConfigureAwait(false);
+        return await ForwardAsync(context, route, target, key, secret).ConfigureAwait(false);
     }
 
-    private async Task ForwardAsync(HttpContext context, UpstreamRoute route, Uri target, KeyRecord key, CachedSecret? secret)
+    private async Task<string?> ForwardAsync(HttpContext context, UpstreamRoute route, Uri target, KeyRecord key, CachedSecret? secret)
     {
         var request = context.Request;
         var bodyDetection = context.Features.Get<IHttpRequestBodyDetectionFeature>();
@@ -161,7 +185,9 @@ public sealed partial class ProxyHandler
         for (var attempt = 1; ; attempt++)
         {
             var call = new UpstreamCall(route, target, secret?.Value);
+            var started = Stopwatch.GetTimestamp();
             var error = await _forwarder.SendAsync(context, route.Origin, _invoker.Invoker, route.RequestConfig, call).ConfigureAwait(false);
+            _metrics.UpstreamDuration(route.Name, call.UpstreamStatus, Stopwatch.GetElapsedTime(started));
 
             if (call.CredentialRejected && secret is not null)
             {
@@ -182,14 +208,14 @@ public sealed partial class ProxyHandler
                 Log.CredentialRejected(_logger, route.Name, route.SecretName!);
                 await Problem.WriteAsync(context, StatusCodes.Status502BadGateway, "upstream_credential_rejected", "Bad Gateway",
                     "The upstream rejected the gateway's credential for it. The operator has to update it.").ConfigureAwait(false);
-                return;
+                return "upstream_credential_rejected";
             }
 
             if (error != ForwarderError.None)
             {
                 await ReportForwardErrorAsync(context, route, key, error, limited?.LimitExceeded == true).ConfigureAwait(false);
             }
-            return;
+            return null;
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using FuncProxy.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -22,8 +23,12 @@ public sealed partial class SecretCache
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.OrdinalIgnoreCase);
     private long _sourceReads;
 
-    public SecretCache(ISecretSource source, IOptionsMonitor<FuncProxyOptions> options, TimeProvider time, ILogger<SecretCache> logger)
+    private readonly FuncProxyMetrics _metrics;
+
+    public SecretCache(ISecretSource source, IOptionsMonitor<FuncProxyOptions> options, TimeProvider time, FuncProxyMetrics metrics, ILogger<SecretCache> logger)
     {
+        ArgumentNullException.ThrowIfNull(metrics);
+        _metrics = metrics;
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(time);
@@ -49,9 +54,11 @@ public sealed partial class SecretCache
                 {
                     entry.Pending ??= RefreshAsync(name, entry);
                 }
+                _metrics.SecretCache(hit: true, name);
                 return ValueTask.FromResult(current);
             }
             pending = entry.Pending ??= RefreshAsync(name, entry);
+            _metrics.SecretCache(hit: false, name);
         }
         return AwaitAsync(name, entry, pending, cancellationToken);
     }

@@ -1,0 +1,53 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace FuncProxy.Telemetry;
+
+/// <summary>
+/// The engine's traces and metrics, under one name (<see cref="Name"/>) for both the <see cref="ActivitySource"/> and the
+/// <see cref="Meter"/>. Tags carry key ids, upstream names and reasons, never key material or secrets.
+/// </summary>
+public sealed class FuncProxyMetrics
+{
+    public const string Name = "FuncProxy";
+
+    /// <summary>One span per proxied call.</summary>
+    public static readonly ActivitySource ActivitySource = new(Name);
+
+    private readonly Counter<long> _requests;
+    private readonly Counter<long> _refusals;
+    private readonly Histogram<double> _upstreamDuration;
+    private readonly Counter<long> _keyCacheHits;
+    private readonly Counter<long> _keyCacheMisses;
+    private readonly Counter<long> _secretCacheHits;
+    private readonly Counter<long> _secretCacheMisses;
+
+    public FuncProxyMetrics(IMeterFactory meterFactory)
+    {
+        ArgumentNullException.ThrowIfNull(meterFactory);
+        Meter = meterFactory.Create(Name);
+        _requests = Meter.CreateCounter<long>("funcproxy.requests", "{request}", "Client calls handled, by upstream and outcome.");
+        _refusals = Meter.CreateCounter<long>("funcproxy.refusals", "{request}", "Client calls refused by the gateway, by reason.");
+        _upstreamDuration = Meter.CreateHistogram<double>("funcproxy.upstream.duration", "s", "Time from forwarding to the end of the upstream's answer.");
+        _keyCacheHits = Meter.CreateCounter<long>("funcproxy.key_cache.hits", "{lookup}", "Key record lookups answered from memory.");
+        _keyCacheMisses = Meter.CreateCounter<long>("funcproxy.key_cache.misses", "{lookup}", "Key record lookups that waited for storage.");
+        _secretCacheHits = Meter.CreateCounter<long>("funcproxy.secret_cache.hits", "{lookup}", "Secret lookups answered from memory.");
+        _secretCacheMisses = Meter.CreateCounter<long>("funcproxy.secret_cache.misses", "{lookup}", "Secret lookups that waited for the secret source.");
+    }
+
+    public Meter Meter { get; }
+
+    public void Request(string upstream, string outcome, int status) =>
+        _requests.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.outcome", outcome }, { "http.response.status_code", status } });
+
+    public void Refusal(string upstream, string reason) =>
+        _refusals.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.reason", reason } });
+
+    public void UpstreamDuration(string upstream, int? status, TimeSpan elapsed) =>
+        _upstreamDuration.Record(elapsed.TotalSeconds, new TagList { { "funcproxy.upstream", upstream }, { "http.response.status_code", status ?? 0 } });
+
+    public void KeyCache(bool hit) => (hit ? _keyCacheHits : _keyCacheMisses).Add(1);
+
+    public void SecretCache(bool hit, string secretName) =>
+        (hit ? _secretCacheHits : _secretCacheMisses).Add(1, new KeyValuePair<string, object?>("funcproxy.secret", secretName));
+}

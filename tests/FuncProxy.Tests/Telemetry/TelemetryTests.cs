@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using FuncProxy.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
+
+namespace FuncProxy.Tests.Telemetry;
+
+public sealed class TelemetryTests
+{
+    [Fact]
+    public async Task Proxied_calls_produce_a_span_each_and_metrics_for_requests_refusals_latency_and_caches()
+    {
+        var metrics = new List<Metric>();
+        var spans = new List<Activity>();
+        await using var stub = await UpstreamStub.StartAsync();
+        await using var gateway = await GatewayHost.StartAsync(
+            new Dictionary<string, string?>
+            {
+                ["FuncProxy:Upstreams:echo:BaseUrl"] = stub.BaseAddress + "echo",
+                ["FuncProxy:Upstreams:echo:SecretName"] = "echo-key",
+                ["FuncProxy:Secrets:echo-key"] = "telemetry-provider-secret",
+            },
+            services: s => s.AddOpenTelemetry()
+                .WithMetrics(m => m.AddInMemoryExporter(metrics))
+                .WithTracing(t => t.AddInMemoryExporter(spans)));
+        var key = await gateway.MintKeyAsync("echo");
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var ok = new HttpRequestMessage(HttpMethod.Get, "/api/echo/x");
+            ok.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+            using var response = await gateway.Client.SendAsync(ok);
+            Assert.Equal(200, (int)response.StatusCode);
+        }
+        using (var bad = await gateway.Client.GetAsync("/api/echo/x"))
+        {
+            Assert.Equal(401, (int)bad.StatusCode);
+        }
+
+        gateway.Services.GetRequiredService<MeterProvider>().ForceFlush();
+        gateway.Services.GetRequiredService<TracerProvider>().ForceFlush();
+
+        long Sum(string name, Func<ReadOnlyTagCollection, bool> where)
+        {
+            long total = 0;
+            foreach (var metric in metrics.Where(m => m.Name == name))
+            {
+                foreach (ref readonly var point in metric.GetMetricPoints())
+                {
+                    if (where(point.Tags))
+                    {
+                        total += point.GetSumLong();
+                    }
+                }
+            }
+            return total;
+        }
+        static bool Has(ReadOnlyTagCollection tags, string key, object value)
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == key && Equals(tag.Value?.ToString(), value.ToString()))
+                {
+                    return true;
+                }
+            }
+            return false;
+        }
+
+        Assert.Equal(3, Sum("funcproxy.requests", t => Has(t, "funcproxy.outcome", "forwarded") && Has(t, "http.response.status_code", 200)));
+        Assert.Equal(1, Sum("funcproxy.refusals", t => Has(t, "funcproxy.reason", "invalid_api_key")));
+        Assert.Equal(2, Sum("funcproxy.secret_cache.hits", _ => true));
+        Assert.Equal(1, Sum("funcproxy.secret_cache.misses", _ => true));
+        Assert.Contains(metrics, m => m.Name == "funcproxy.upstream.duration");
+
+        var proxied = spans.Where(s => s.OperationName == "funcproxy.proxy").ToList();
+        Assert.Equal(4, proxied.Count);
+        Assert.Equal(3, proxied.Count(s => Equals(s.GetTagItem("funcproxy.key_id"), key.Record.Id) && Equals(s.GetTagItem("http.response.status_code"), 200)));
+        Assert.Single(proxied, s => Equals(s.GetTagItem("funcproxy.refusal"), "invalid_api_key"));
+        Assert.All(spans.SelectMany(s => s.TagObjects), tag => Assert.DoesNotContain(key.Value, tag.Value?.ToString() ?? "", StringComparison.Ordinal));
+    }
+}
