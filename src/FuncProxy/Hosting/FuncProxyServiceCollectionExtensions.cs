@@ -29,6 +29,7 @@ public static class FuncProxyServiceCollectionExtensions
         services.TryAddSingleton<KeyStore>();
         services.TryAddSingleton<KeyRecordCache>();
         services.TryAddSingleton<KeyAuthenticator>();
+        services.TryAddSingleton<KeyLifecycle>();
 
         services.TryAddSingleton<ISecretSource>(sp =>
         {

@@ -1,0 +1,154 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Text;
+using FuncProxy.Keys;
+using FuncProxy.Secrets;
+using FuncProxy.Server;
+using FuncProxy.Tests.Infrastructure;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace FuncProxy.Bench;
+
+/// <summary>
+/// Issue 2's measure: the same chat-completion request sent to the provider stub directly, through a bare YARP forwarder,
+/// and through FuncProxy.Server (key check + secret + forward), at fixed concurrency, in one process and one run.
+/// Rounds alternate the targets so drift on a noisy machine hits all three alike; the median round is reported.
+/// </summary>
+public static class GatewayBench
+{
+    private const string Body = """{"model":"gpt-bench","messages":[{"role":"user","content":"Say hello."}]}""";
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var concurrency = Option(args, "--concurrency", 32);
+        var seconds = Option(args, "--seconds", 5);
+        var rounds = Option(args, "--rounds", 3);
+
+        await using var stub = await UpstreamStub.StartAsync(record: false);
+        var origin = stub.BaseAddress.GetLeftPart(UriPartial.Authority);
+        await using var azurite = await AzuriteProcess.StartAsync();
+
+        // A bare YARP forwarder: IHttpForwarder with the default transformer, no auth, no secret.
+        var yarpBuilder = WebApplication.CreateSlimBuilder();
+        yarpBuilder.Logging.ClearProviders();
+        yarpBuilder.WebHost.UseUrls("http://127.0.0.1:0");
+        yarpBuilder.Services.AddHttpForwarder();
+        var yarp = yarpBuilder.Build();
+        var invoker = new HttpMessageInvoker(new SocketsHttpHandler { UseProxy = false, AllowAutoRedirect = false, UseCookies = false });
+        yarp.Map("/{**path}", async (HttpContext context, IHttpForwarder forwarder) =>
+        {
+            await forwarder.SendAsync(context, origin, invoker, ForwarderRequestConfig.Empty, HttpTransformer.Empty);
+        });
+        await yarp.StartAsync();
+        var yarpAddress = Address(yarp);
+
+        var gateway = await GatewayServer.BuildAsync(["--urls", "http://127.0.0.1:0"], b =>
+        {
+            b.Configuration.Sources.Clear();
+            b.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["FuncProxy:Storage:ConnectionString"] = azurite.ConnectionString,
+                ["FuncProxy:Upstreams:stub:BaseUrl"] = origin + "/v1",
+                ["FuncProxy:Upstreams:stub:SecretName"] = "stub-key",
+                ["FuncProxy:Secrets:stub-key"] = "bench-provider-secret",
+            });
+            b.Logging.ClearProviders();
+        }, startLocalStorage: false);
+        await gateway.StartAsync();
+        var gatewayAddress = Address(gateway);
+        var key = await gateway.Services.GetRequiredService<KeyLifecycle>().CreateAsync(new KeyCreation { Name = "bench", AllowedUpstreams = ["stub"] });
+
+        var targets = new (string Name, string Url, string? Key)[]
+        {
+            ("stub direct", origin + "/v1/chat/completions", null),
+            ("bare YARP", yarpAddress + "/v1/chat/completions", null),
+            ("FuncProxy", gatewayAddress + "/api/stub/chat/completions", key.Value),
+        };
+
+        using var client = LoadRun.NewClient(concurrency);
+        foreach (var t in targets)
+        {
+            using var probe = new HttpRequestMessage(HttpMethod.Post, t.Url) { Content = new StringContent(Body, Encoding.UTF8, "application/json") };
+            if (t.Key is not null)
+            {
+                probe.Headers.Authorization = new AuthenticationHeaderValue("Bearer", t.Key);
+            }
+            using var answer = await client.SendAsync(probe);
+            if (!answer.IsSuccessStatusCode)
+            {
+                Console.Error.WriteLine($"{t.Name} answered {(int)answer.StatusCode}: {await answer.Content.ReadAsStringAsync()}");
+                return 1;
+            }
+        }
+        Console.WriteLine($"gateway bench: concurrency {concurrency}, {seconds} s per target, {rounds} rounds, {Environment.ProcessorCount} cores");
+        foreach (var t in targets)
+        {
+            await LoadRun.RunAsync(t.Name, concurrency, TimeSpan.FromSeconds(1), c => SendAsync(c, t.Url, t.Key), client); // warm-up
+        }
+
+        var keyReadsBefore = gateway.Services.GetRequiredService<KeyRecordCache>().StorageReads;
+        var secretReadsBefore = gateway.Services.GetRequiredService<SecretCache>().SourceReads;
+        var results = targets.ToDictionary(t => t.Name, _ => new List<LoadResult>());
+        for (var round = 0; round < rounds; round++)
+        {
+            foreach (var t in targets)
+            {
+                var r = await LoadRun.RunAsync(t.Name, concurrency, TimeSpan.FromSeconds(seconds), c => SendAsync(c, t.Url, t.Key), client);
+                results[t.Name].Add(r);
+                Console.WriteLine($"  round {round + 1} {r.Name,-12} {r.RequestsPerSecond,9:F0} req/s  p50 {r.P50Ms,6:F2} ms  p99 {r.P99Ms,6:F2} ms  errors {r.Errors}");
+            }
+        }
+        var keyReads = gateway.Services.GetRequiredService<KeyRecordCache>().StorageReads - keyReadsBefore;
+        var secretReads = gateway.Services.GetRequiredService<SecretCache>().SourceReads - secretReadsBefore;
+        var gatewayRequests = results["FuncProxy"].Sum(r => r.Requests);
+
+        var median = results.ToDictionary(kv => kv.Key, kv => kv.Value.OrderBy(r => r.RequestsPerSecond).ElementAt(kv.Value.Count / 2));
+        var direct = median["stub direct"];
+        var bare = median["bare YARP"];
+        var ours = median["FuncProxy"];
+        var table = new StringBuilder();
+        table.AppendLine(CultureInfo.InvariantCulture, $"| target | req/s | p50 ms | p99 ms | errors |");
+        table.AppendLine("|---|---:|---:|---:|---:|");
+        foreach (var r in new[] { direct, bare, ours })
+        {
+            table.AppendLine(CultureInfo.InvariantCulture, $"| {r.Name} | {r.RequestsPerSecond:F0} | {r.P50Ms:F2} | {r.P99Ms:F2} | {r.Errors} |");
+        }
+        Console.WriteLine();
+        Console.Write(table);
+        Console.WriteLine();
+        Console.WriteLine(FormattableString.Invariant($"FuncProxy / bare YARP throughput: {ours.RequestsPerSecond / bare.RequestsPerSecond:F2} (target >= 0.70)"));
+        Console.WriteLine(FormattableString.Invariant($"FuncProxy / stub direct throughput: {ours.RequestsPerSecond / direct.RequestsPerSecond:F2}"));
+        Console.WriteLine(FormattableString.Invariant($"added p50 vs bare YARP: {ours.P50Ms - bare.P50Ms:F3} ms (target < 1 ms); vs direct: {ours.P50Ms - direct.P50Ms:F3} ms"));
+        Console.WriteLine(FormattableString.Invariant($"added p99 vs bare YARP: {ours.P99Ms - bare.P99Ms:F3} ms"));
+        Console.WriteLine(FormattableString.Invariant($"storage reads per request once warm: {(double)keyReads / gatewayRequests:F5} ({keyReads} background refreshes over {gatewayRequests} requests); Key Vault/secret reads: {secretReads}"));
+        Console.WriteLine(FormattableString.Invariant($"peak working set of the whole benchmark process (stub, YARP, FuncProxy, Azurite client and load generator): {Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024):F0} MiB"));
+
+        await gateway.StopAsync();
+        await yarp.StopAsync();
+        return 0;
+    }
+
+    private static async Task<bool> SendAsync(HttpClient client, string url, string? key)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new StringContent(Body, Encoding.UTF8, "application/json") };
+        if (key is not null)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        }
+        using var response = await client.SendAsync(request);
+        await response.Content.CopyToAsync(Stream.Null);
+        return response.IsSuccessStatusCode;
+    }
+
+    private static string Address(WebApplication app) =>
+        app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+
+    private static int Option(string[] args, string name, int fallback)
+    {
+        var i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
+    }
+}

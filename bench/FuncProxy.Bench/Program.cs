@@ -1,0 +1,24 @@
+using FuncProxy.Bench;
+
+// Each mode is one self-contained benchmark that prints ratios against a baseline measured in the same run.
+var mode = args.Length > 0 ? args[0] : "help";
+var rest = args.Length > 0 ? args[1..] : [];
+return mode switch
+{
+    "gateway" => await GatewayBench.RunAsync(rest),
+    "stub" => await StubMode.RunAsync(rest),
+    _ => Usage(),
+};
+
+static int Usage()
+{
+    Console.WriteLine("""
+        dotnet run -c Release --project bench/FuncProxy.Bench -- <mode> [options]
+          gateway [--concurrency 32] [--seconds 5] [--rounds 3]
+              the provider stub directly vs a bare YARP forwarder vs FuncProxy.Server (auth + secret + forward)
+          stub [--port 8089]
+              runs the provider stub (OpenAI chat completions and Anthropic messages, JSON and SSE) until Ctrl+C,
+              for trying the gateway without a provider account
+        """);
+    return 2;
+}

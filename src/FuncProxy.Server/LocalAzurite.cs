@@ -1,0 +1,118 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+
+namespace FuncProxy.Server;
+
+/// <summary>
+/// First-run convenience: when the storage connection is Azurite's (<c>UseDevelopmentStorage=true</c>) and nothing listens on
+/// its table port, start the Azurite pinned in package.json, and stop it again when the host stops.
+/// </summary>
+internal sealed class LocalAzurite : IDisposable
+{
+    public const int TablePort = 10002;
+    private readonly Process _process;
+
+    private LocalAzurite(Process process) => _process = process;
+
+    public static async Task<LocalAzurite?> EnsureRunningAsync(IConfiguration configuration, TextWriter console)
+    {
+        var connection = configuration["FuncProxy:Storage:ConnectionString"];
+        var usesAzurite = string.Equals(connection?.Trim().TrimEnd(';'), "UseDevelopmentStorage=true", StringComparison.OrdinalIgnoreCase);
+        if (!usesAzurite || configuration["FuncProxy:Storage:TableServiceUri"] is { Length: > 0 } || await IsListeningAsync(TablePort).ConfigureAwait(false))
+        {
+            return null;
+        }
+        var root = FindRepositoryRoot() ?? throw new InvalidOperationException(
+            $"Nothing listens on 127.0.0.1:{TablePort} and Azurite could not be found: run 'npm ci' in the repository root, or start Azurite yourself ('npm run azurite').");
+        var script = Path.Combine(root, "node_modules", "azurite", "dist", "src", "table", "main.js");
+        if (!File.Exists(script))
+        {
+            await console.WriteLineAsync("Azurite is not installed yet; running 'npm ci' once (it is pinned in package.json)...").ConfigureAwait(false);
+            await RunAsync("npm", ["ci", "--no-audit", "--no-fund"], root).ConfigureAwait(false);
+        }
+        var location = Path.Combine(root, ".azurite");
+        Directory.CreateDirectory(location);
+        var start = new ProcessStartInfo("node") { WorkingDirectory = root, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { script, "--tableHost", "127.0.0.1", "--tablePort", TablePort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--location", location, "--skipApiVersionCheck", "--silent" })
+        {
+            start.ArgumentList.Add(a);
+        }
+        var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start node for Azurite.");
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!await IsListeningAsync(TablePort).ConfigureAwait(false))
+        {
+            if (process.HasExited || DateTime.UtcNow > deadline)
+            {
+                throw new InvalidOperationException($"Azurite did not start on 127.0.0.1:{TablePort}.");
+            }
+            await Task.Delay(100).ConfigureAwait(false);
+        }
+        await console.WriteLineAsync($"Started Azurite (tables) on 127.0.0.1:{TablePort}, data in {location}.").ConfigureAwait(false);
+        return new LocalAzurite(process);
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+        }
+        _process.Dispose();
+    }
+
+    internal static async Task<bool> IsListeningAsync(int port)
+    {
+        using var client = new TcpClient();
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
+            await client.ConnectAsync("127.0.0.1", port, timeout.Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    internal static string? FindRepositoryRoot()
+    {
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+        {
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+            {
+                var package = Path.Combine(dir.FullName, "package.json");
+                if (File.Exists(package) && File.ReadAllText(package).Contains("\"azurite\"", StringComparison.Ordinal))
+                {
+                    return dir.FullName;
+                }
+            }
+        }
+        return null;
+    }
+
+    private static async Task RunAsync(string file, string[] arguments, string directory)
+    {
+        var start = new ProcessStartInfo(file) { WorkingDirectory = directory, UseShellExecute = false };
+        foreach (var a in arguments)
+        {
+            start.ArgumentList.Add(a);
+        }
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {file}.");
+        await process.WaitForExitAsync().ConfigureAwait(false);
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"'{file} {string.Join(' ', arguments)}' failed with exit code {process.ExitCode}.");
+        }
+    }
+}

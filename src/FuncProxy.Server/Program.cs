@@ -1,0 +1,10 @@
+using FuncProxy.Server;
+
+if (OperatorCli.Handles(args))
+{
+    return await OperatorCli.RunAsync(args);
+}
+
+var app = await GatewayServer.BuildAsync(args);
+await app.RunAsync();
+return 0;

@@ -1,0 +1,201 @@
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using FuncProxy.Tests.Infrastructure;
+
+namespace FuncProxy.Tests.Proxying;
+
+public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<GatewayFixture>
+{
+    private GatewayHost Gateway => fixture.Gateway;
+
+    [Theory]
+    [InlineData("/api/echo/..")]
+    [InlineData("/api/echo/../../secret")]
+    [InlineData("/api/echo/a/../../../secret")]
+    [InlineData("/api/echo/%2e%2e/%2e%2e/secret")]
+    [InlineData("/api/echo/%2E%2E%2Fsecret")]
+    [InlineData("/api/echo/..%2f..%2fsecret")]
+    [InlineData("/api/echo/a%2fb")]
+    [InlineData("/api/echo/a%5c..%5csecret")]
+    [InlineData("/api/echo/a\\..\\secret")]
+    [InlineData("/api/echo/%252e%252e/secret")]
+    [InlineData("/api/echo/http://evil.example/x")]
+    [InlineData("/api/echo//evil.example/x")]
+    [InlineData("/api/echo/@evil.example/x")]
+    [InlineData("/api/echo/x?next=http://evil.example")]
+    [InlineData("/api/echo/%00")]
+    public async Task No_path_trick_reaches_anything_but_the_configured_base_url(string target)
+    {
+        var key = await Gateway.MintKeyAsync("echo");
+        var before = fixture.Stub.Requests.Count;
+
+        var (status, _, body) = await RawHttp.SendAsync(Gateway.BaseAddress, "GET", target, [$"Authorization: Bearer {key.Value}"]);
+
+        var reached = fixture.Stub.Requests.Skip(before).ToList();
+        Assert.All(reached, r => Assert.StartsWith("/echo/base/", r.Path, StringComparison.Ordinal));
+        Assert.All(reached, r => Assert.DoesNotContain("..", r.Path, StringComparison.Ordinal));
+        if (status == 200)
+        {
+            // Allowed only when it stayed below the base path, as data: what the upstream saw is inside /echo/base/.
+            var echoed = JsonDocument.Parse(body).RootElement.GetProperty("path").GetString()!;
+            Assert.StartsWith("/echo/base/", echoed, StringComparison.Ordinal);
+        }
+        else
+        {
+            Assert.Contains(status, new[] { 400, 404 });
+        }
+    }
+
+    [Fact]
+    public async Task The_path_and_query_are_appended_below_the_base_url()
+    {
+        var key = await Gateway.MintKeyAsync("echo");
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/echo/models/gpt-4o:generate?api-version=2024-10-21&x=a%20b");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+        using var response = await Gateway.Client.SendAsync(request);
+        var echoed = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal("/echo/base/models/gpt-4o:generate", echoed.GetProperty("path").GetString());
+        Assert.Equal("?api-version=2024-10-21&x=a%20b", echoed.GetProperty("query").GetString());
+    }
+
+    [Fact]
+    public async Task Client_credentials_and_hop_by_hop_headers_never_reach_the_upstream()
+    {
+        var key = await Gateway.MintKeyAsync("echo");
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/echo/h");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+        request.Headers.Add("x-api-key", key.Value);
+        request.Headers.Add("X-Admin-Key", "admin-value");
+        request.Headers.Add("Cookie", "session=abc");
+        request.Headers.Add("X-Forwarded-For", "10.9.8.7");
+        request.Headers.Add("Proxy-Authorization", "Basic Zm9vOmJhcg==");
+        request.Headers.Add("Keep-Alive", "timeout=5");
+        request.Headers.Add("X-Custom", "kept");
+        using var response = await Gateway.Client.SendAsync(request);
+        var headers = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("headers");
+        foreach (var gone in new[] { "Authorization", "x-api-key", "api-key", "X-Admin-Key", "Cookie", "X-Forwarded-For", "Proxy-Authorization", "Keep-Alive" })
+        {
+            Assert.False(headers.TryGetProperty(gone, out _) || headers.EnumerateObject().Any(p => p.Name.Equals(gone, StringComparison.OrdinalIgnoreCase)), gone);
+        }
+        Assert.Equal("kept", headers.EnumerateObject().Single(p => p.Name.Equals("X-Custom", StringComparison.OrdinalIgnoreCase)).Value.GetString());
+    }
+
+    [Fact]
+    public async Task A_body_over_the_limit_declared_up_front_gets_413_without_reaching_the_upstream()
+    {
+        var key = await Gateway.MintKeyAsync("small");
+        var before = fixture.Stub.Requests.Count;
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/small/upload") { Content = new ByteArrayContent(new byte[4096]) };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+        using var response = await Gateway.Client.SendAsync(request);
+        var problem = await Problems.AssertProblemAsync(response, 413, "request_too_large");
+        Assert.Equal(1024, problem.GetProperty("limitBytes").GetInt64());
+        Assert.Equal(before, fixture.Stub.Requests.Count);
+    }
+
+    [Fact]
+    public async Task A_chunked_body_that_grows_past_the_limit_gets_413()
+    {
+        var key = await Gateway.MintKeyAsync("small");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/small/upload") { Content = new ChunkedContent(8, 1024) };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+        using var response = await Gateway.Client.SendAsync(request);
+        await Problems.AssertProblemAsync(response, 413, "request_too_large");
+    }
+
+    [Fact]
+    public async Task A_body_within_the_limit_streams_through_whole()
+    {
+        var key = await Gateway.MintKeyAsync("small");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/small/upload") { Content = new ChunkedContent(4, 200) };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+        using var response = await Gateway.Client.SendAsync(request);
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal(800, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("bodyLength").GetInt64());
+    }
+
+    [Fact]
+    public async Task An_upstream_refusing_connections_gives_502()
+    {
+        var key = await Gateway.MintKeyAsync("dead");
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/dead/models");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+        using var response = await Gateway.Client.SendAsync(request);
+        await Problems.AssertProblemAsync(response, 502, "upstream_unreachable");
+    }
+
+    [Fact]
+    public async Task A_hanging_upstream_gives_504_within_the_configured_timeout_and_is_cancelled()
+    {
+        fixture.Stub.ResetSignals();
+        var key = await Gateway.MintKeyAsync("slow");
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/slow/hang");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using var response = await Gateway.Client.SendAsync(request);
+        clock.Stop();
+        await Problems.AssertProblemAsync(response, 504, "upstream_timeout");
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(10));
+        await fixture.Stub.HangCancelled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task A_client_gone_mid_stream_cancels_the_upstream_call()
+    {
+        fixture.Stub.ResetSignals();
+        var key = await Gateway.MintKeyAsync("root");
+        using var client = new HttpClient { BaseAddress = Gateway.BaseAddress };
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/root/stream-forever");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(200, (int)response.StatusCode);
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            Assert.StartsWith("data: {\"tick\":0}", await reader.ReadLineAsync());
+            Assert.False(fixture.Stub.StreamCancelled.Task.IsCompleted);
+        }
+        client.CancelPendingRequests();
+        client.Dispose();
+        await fixture.Stub.StreamCancelled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task A_missing_provider_secret_is_a_503_that_names_no_secret()
+    {
+        var key = await Gateway.MintKeyAsync("nosecret");
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/nosecret/models");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+        using var response = await Gateway.Client.SendAsync(request);
+        var problem = await Problems.AssertProblemAsync(response, 503, "credential_not_configured");
+        Assert.DoesNotContain("missing-secret", problem.GetRawText(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Health_answers_without_a_key()
+    {
+        using var response = await Gateway.Client.GetAsync("/api/health");
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal("ok", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("status").GetString());
+    }
+
+    /// <summary>A body sent in chunks with no Content-Length.</summary>
+    private sealed class ChunkedContent(int chunks, int chunkSize) : HttpContent
+    {
+        protected override async Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context)
+        {
+            var chunk = Encoding.ASCII.GetBytes(new string('x', chunkSize));
+            for (var i = 0; i < chunks; i++)
+            {
+                await stream.WriteAsync(chunk);
+                await stream.FlushAsync();
+            }
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = 0;
+            return false;
+        }
+    }
+}
