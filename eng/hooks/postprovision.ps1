@@ -33,8 +33,10 @@ if ($pairs.Count -gt 0 -and -not ($pairs | Where-Object { $_.StartsWith('openai=
 
 Write-Host ""
 Write-Host "2. Mint the first client key with the Server host's CLI, working straight on the cloud table with your own"
-Write-Host "   credentials (DefaultAzureCredential). The key is printed once; keep it somewhere safe."
+Write-Host "   credentials (DefaultAzureCredential). The key is printed once; keep it somewhere safe. The blank"
+Write-Host "   ConnectionString overrides the Azurite one in the Server's appsettings.json (an empty value would unset it)."
 Write-Host ""
+Write-Host "     `$env:FuncProxy__Storage__ConnectionString = ' '"
 Write-Host "     `$env:FuncProxy__Storage__TableServiceUri = '$table'"
 Write-Host "     dotnet run --project src/FuncProxy.Server -- keys create --name first-key --upstream $firstUpstream"
 Write-Host ""

@@ -34,9 +34,10 @@ esac
 cat <<TEXT
 
 2. Mint the first client key with the Server host's CLI, working straight on the cloud table with your own
-   credentials (DefaultAzureCredential). The key is printed once; keep it somewhere safe.
+   credentials (DefaultAzureCredential). The key is printed once; keep it somewhere safe. The empty
+   ConnectionString overrides the Azurite one in the Server's appsettings.json, which would otherwise win.
 
-     FuncProxy__Storage__TableServiceUri=$table \\
+     FuncProxy__Storage__ConnectionString= FuncProxy__Storage__TableServiceUri=$table \\
        dotnet run --project src/FuncProxy.Server -- keys create --name first-key --upstream $first_upstream
 
 3. Call the gateway (deploy first with 'azd deploy' if 'azd provision' ran alone):
