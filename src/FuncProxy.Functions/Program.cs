@@ -4,9 +4,17 @@
 using Microsoft.Azure.Functions.Worker.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 var builder = FunctionsApplication.CreateBuilder(args);
 builder.ConfigureFunctionsWebApplication();
 builder.Services.AddFuncProxy(builder.Configuration);
+
+// The worker forwards its logs to the host, which files them under Function.<name>.User, so host.json cannot filter
+// these by their own names. Per-call SDK and proxy logs (URLs, timings) would double every request in Application
+// Insights: keep their warnings, as the Kestrel host's appsettings.json does.
+builder.Logging.AddFilter("Azure", LogLevel.Warning);
+builder.Logging.AddFilter("Yarp", LogLevel.Warning);
+builder.Logging.AddFilter("System.Net.Http.HttpClient", LogLevel.Warning);
 
 await builder.Build().RunAsync().ConfigureAwait(false);
