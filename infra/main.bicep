@@ -33,7 +33,7 @@ type upstream = {
   @description('Header that carries the credential; omitted means Authorization.')
   authHeader: string?
 
-  @description('Scheme before the credential; omitted means Bearer, empty means the bare value.')
+  @description('Scheme before the credential; omitted means Bearer for the Authorization header and the bare value for any other header; none means the bare value.')
   authScheme: string?
 }
 
@@ -43,13 +43,12 @@ param upstreams { *: upstream } = {
     baseUrl: 'https://api.openai.com/v1'
     secretName: 'openai-api-key'
     authHeader: 'Authorization'
-    authScheme: 'Bearer'
   }
   anthropic: {
     baseUrl: 'https://api.anthropic.com'
     secretName: 'anthropic-api-key'
+    // The bare key: the engine's default for any header other than Authorization.
     authHeader: 'x-api-key'
-    authScheme: ''
   }
 }
 

@@ -74,8 +74,19 @@ public sealed class UpstreamOptions
     /// <summary>Header that carries the provider's credential.</summary>
     public string AuthHeader { get; set; } = "Authorization";
 
-    /// <summary>Scheme put before the credential (<c>Bearer</c>); empty for a bare value, as Anthropic's <c>x-api-key</c> wants.</summary>
-    public string AuthScheme { get; set; } = "Bearer";
+    /// <summary>
+    /// Scheme put before the credential. Unset: <c>Bearer</c> when <see cref="AuthHeader"/> is <c>Authorization</c>, else the
+    /// bare value (as Anthropic's <c>x-api-key</c> and Azure OpenAI's <c>api-key</c> want). Empty or <c>none</c>: always bare.
+    /// </summary>
+    public string? AuthScheme { get; set; }
+
+    /// <summary>The scheme actually used, after the defaults above.</summary>
+    internal string EffectiveAuthScheme => AuthScheme switch
+    {
+        null => string.Equals(AuthHeader, "Authorization", StringComparison.OrdinalIgnoreCase) ? "Bearer" : "",
+        var s when string.Equals(s, "none", StringComparison.OrdinalIgnoreCase) => "",
+        var s => s.Trim(),
+    };
 
     /// <summary>Overrides <see cref="ProxyOptions.UpstreamTimeout"/> for this upstream.</summary>
     public TimeSpan? Timeout { get; set; }

@@ -83,7 +83,7 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
             {
                 errors.Add($"{at}:AuthHeader must be a valid header name.");
             }
-            if (upstream.AuthScheme is null || upstream.AuthScheme.Any(c => c <= ' ' || c >= 127))
+            if (upstream.AuthScheme is { } scheme && scheme.Trim().Any(c => c <= ' ' || c >= 127))
             {
                 errors.Add($"{at}:AuthScheme must be a single token such as 'Bearer', or empty for a bare value.");
             }

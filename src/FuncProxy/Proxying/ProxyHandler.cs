@@ -172,6 +172,12 @@ public sealed partial class ProxyHandler
         RequestBodyLimitStream? limited = null;
         if (hasBody)
         {
+            // The upstream's limit is enforced here, the same in both hosts; the server's own default (about 28.6 MiB on
+            // Kestrel) would otherwise cut in first with an error that is not ours.
+            if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } serverLimit)
+            {
+                serverLimit.MaxRequestBodySize = null;
+            }
             limited = new RequestBodyLimitStream(request.Body, route.MaxRequestBodyBytes);
             request.Body = limited;
             if (secret is not null)

@@ -15,7 +15,7 @@ public sealed class UpstreamRoute
         BaseUrl = new Uri(Origin + BasePath);
         SecretName = string.IsNullOrWhiteSpace(options.SecretName) ? null : options.SecretName;
         AuthHeader = options.AuthHeader;
-        AuthScheme = options.AuthScheme ?? "";
+        AuthScheme = options.EffectiveAuthScheme;
         MaxRequestBodyBytes = options.MaxRequestBodyBytes ?? defaults.MaxRequestBodyBytes;
         RequestConfig = new ForwarderRequestConfig { ActivityTimeout = options.Timeout ?? defaults.UpstreamTimeout };
     }

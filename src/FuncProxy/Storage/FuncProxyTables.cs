@@ -55,15 +55,17 @@ public sealed class FuncProxyTables
         // The limiter bounds its own retries; the SDK's default of several retries with back-off would hide storage trouble for seconds.
         clientOptions.Retry.MaxRetries = 2;
         clientOptions.Retry.NetworkTimeout = TimeSpan.FromSeconds(10);
-        if (!string.IsNullOrWhiteSpace(storage.ConnectionString))
+        // The endpoint with an identity wins when both are set: an operator pointing the CLI at the cloud table
+        // (FuncProxy__Storage__TableServiceUri) must not be sent to the local Azurite of appsettings.json.
+        if (storage.TableServiceUri is not null)
         {
-            return new TableServiceClient(storage.ConnectionString, clientOptions);
+            return new TableServiceClient(storage.TableServiceUri, CreateCredential(storage.ManagedIdentityClientId), clientOptions);
         }
-        if (storage.TableServiceUri is null)
+        if (string.IsNullOrWhiteSpace(storage.ConnectionString))
         {
             throw new InvalidOperationException("FuncProxy:Storage needs ConnectionString or TableServiceUri.");
         }
-        return new TableServiceClient(storage.TableServiceUri, CreateCredential(storage.ManagedIdentityClientId), clientOptions);
+        return new TableServiceClient(storage.ConnectionString, clientOptions);
     }
 
     internal static TokenCredential CreateCredential(string? managedIdentityClientId) =>

@@ -101,10 +101,17 @@ public sealed class InfraDriftTests : IClassFixture<BicepDeployment>
     {
         var settings = FuncProxySettings();
 
-        Assert.Equal("Bearer", settings["FuncProxy__Upstreams__openai__AuthScheme"]);
-        Assert.Equal("x-api-key", settings["FuncProxy__Upstreams__anthropic__AuthHeader"]);
-        // Written explicitly: an absent scheme would mean the engine default, Bearer, which Anthropic refuses.
-        Assert.Equal("", settings["FuncProxy__Upstreams__anthropic__AuthScheme"]);
+        // What the engine will actually send, after its defaults: Bearer for Authorization, the bare key elsewhere.
+        FuncProxy.UpstreamOptions Upstream(string name) => new()
+        {
+            AuthHeader = settings.GetValueOrDefault($"FuncProxy__Upstreams__{name}__AuthHeader") ?? "Authorization",
+            AuthScheme = settings.GetValueOrDefault($"FuncProxy__Upstreams__{name}__AuthScheme"),
+        };
+
+        Assert.Equal("Authorization", Upstream("openai").AuthHeader);
+        Assert.Equal("Bearer", Upstream("openai").EffectiveAuthScheme);
+        Assert.Equal("x-api-key", Upstream("anthropic").AuthHeader);
+        Assert.Equal("", Upstream("anthropic").EffectiveAuthScheme);
     }
 
     [Fact]

@@ -22,7 +22,6 @@ public sealed class GatewayFixture : IAsyncLifetime
             ["FuncProxy:Upstreams:anthropic:BaseUrl"] = origin + "/v1",
             ["FuncProxy:Upstreams:anthropic:SecretName"] = "stub-key",
             ["FuncProxy:Upstreams:anthropic:AuthHeader"] = "x-api-key",
-            ["FuncProxy:Upstreams:anthropic:AuthScheme"] = "",
             ["FuncProxy:Upstreams:echo:BaseUrl"] = origin + "/echo/base",
             ["FuncProxy:Upstreams:small:BaseUrl"] = origin + "/echo/small",
             ["FuncProxy:Upstreams:small:MaxRequestBodyBytes"] = "1024",

@@ -13,29 +13,33 @@ public sealed class TelemetryTests
     [Fact]
     public async Task Proxied_calls_produce_a_span_each_and_metrics_for_requests_refusals_latency_and_caches()
     {
+        // Meters and the activity source are process-wide and other tests run gateways at the same time, so everything
+        // this test counts is filtered by an upstream and secret name no other test uses.
+        var upstream = "tele" + Guid.NewGuid().ToString("N")[..8];
+        var secretName = upstream + "-key";
         var metrics = new List<Metric>();
         var spans = new List<Activity>();
         await using var stub = await UpstreamStub.StartAsync();
         await using var gateway = await GatewayHost.StartAsync(
             new Dictionary<string, string?>
             {
-                ["FuncProxy:Upstreams:echo:BaseUrl"] = stub.BaseAddress + "echo",
-                ["FuncProxy:Upstreams:echo:SecretName"] = "echo-key",
-                ["FuncProxy:Secrets:echo-key"] = "telemetry-provider-secret",
+                [$"FuncProxy:Upstreams:{upstream}:BaseUrl"] = stub.BaseAddress + "echo",
+                [$"FuncProxy:Upstreams:{upstream}:SecretName"] = secretName,
+                [$"FuncProxy:Secrets:{secretName}"] = "telemetry-provider-secret",
             },
             services: s => s.AddOpenTelemetry()
                 .WithMetrics(m => m.AddInMemoryExporter(metrics))
                 .WithTracing(t => t.AddInMemoryExporter(spans)));
-        var key = await gateway.MintKeyAsync("echo");
+        var key = await gateway.MintKeyAsync(upstream);
 
         for (var i = 0; i < 3; i++)
         {
-            using var ok = new HttpRequestMessage(HttpMethod.Get, "/api/echo/x");
+            using var ok = new HttpRequestMessage(HttpMethod.Get, $"/api/{upstream}/x");
             ok.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
             using var response = await gateway.Client.SendAsync(ok);
             Assert.Equal(200, (int)response.StatusCode);
         }
-        using (var bad = await gateway.Client.GetAsync("/api/echo/x"))
+        using (var bad = await gateway.Client.GetAsync($"/api/{upstream}/x"))
         {
             Assert.Equal(401, (int)bad.StatusCode);
         }
@@ -70,13 +74,13 @@ public sealed class TelemetryTests
             return false;
         }
 
-        Assert.Equal(3, Sum("funcproxy.requests", t => Has(t, "funcproxy.outcome", "forwarded") && Has(t, "http.response.status_code", 200)));
-        Assert.Equal(1, Sum("funcproxy.refusals", t => Has(t, "funcproxy.reason", "invalid_api_key")));
-        Assert.Equal(2, Sum("funcproxy.secret_cache.hits", _ => true));
-        Assert.Equal(1, Sum("funcproxy.secret_cache.misses", _ => true));
+        Assert.Equal(3, Sum("funcproxy.requests", t => Has(t, "funcproxy.upstream", upstream) && Has(t, "funcproxy.outcome", "forwarded") && Has(t, "http.response.status_code", 200)));
+        Assert.Equal(1, Sum("funcproxy.refusals", t => Has(t, "funcproxy.upstream", upstream) && Has(t, "funcproxy.reason", "invalid_api_key")));
+        Assert.Equal(2, Sum("funcproxy.secret_cache.hits", t => Has(t, "funcproxy.secret", secretName)));
+        Assert.Equal(1, Sum("funcproxy.secret_cache.misses", t => Has(t, "funcproxy.secret", secretName)));
         Assert.Contains(metrics, m => m.Name == "funcproxy.upstream.duration");
 
-        var proxied = spans.Where(s => s.OperationName == "funcproxy.proxy").ToList();
+        var proxied = spans.Where(s => s.OperationName == "funcproxy.proxy" && Equals(s.GetTagItem("funcproxy.upstream"), upstream)).ToList();
         Assert.Equal(4, proxied.Count);
         Assert.Equal(3, proxied.Count(s => Equals(s.GetTagItem("funcproxy.key_id"), key.Record.Id) && Equals(s.GetTagItem("http.response.status_code"), 200)));
         Assert.Single(proxied, s => Equals(s.GetTagItem("funcproxy.refusal"), "invalid_api_key"));
