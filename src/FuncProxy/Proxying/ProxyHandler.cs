@@ -1,3 +1,4 @@
+using FuncProxy.Http;
 using FuncProxy.Keys;
 using FuncProxy.Secrets;
 using Microsoft.AspNetCore.Http;
@@ -19,6 +20,8 @@ public sealed partial class ProxyHandler
     private readonly IHttpForwarder _forwarder;
     private readonly UpstreamInvoker _invoker;
     private readonly ILogger _logger;
+    private readonly ClientAddress _clientAddress;
+    private readonly FailureLockout _keyLockout;
 
     public ProxyHandler(
         UpstreamCatalog catalog,
@@ -26,8 +29,14 @@ public sealed partial class ProxyHandler
         SecretCache secrets,
         IHttpForwarder forwarder,
         UpstreamInvoker invoker,
-        ILogger<ProxyHandler> logger)
+        ILogger<ProxyHandler> logger,
+        ClientAddress clientAddress,
+        ClientKeyLockout keyLockout)
     {
+        ArgumentNullException.ThrowIfNull(clientAddress);
+        ArgumentNullException.ThrowIfNull(keyLockout);
+        _clientAddress = clientAddress;
+        _keyLockout = keyLockout.Lockout;
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentNullException.ThrowIfNull(authenticator);
         ArgumentNullException.ThrowIfNull(secrets);
@@ -59,7 +68,14 @@ public sealed partial class ProxyHandler
             return;
         }
 
-        // 2. Authenticate.
+        // 2. Authenticate. An IP that keeps presenting refused keys is locked out first, so nobody guesses keys at speed.
+        var clientIp = _clientAddress.Resolve(context);
+        if (_keyLockout.IsLockedOut(clientIp, out var lockedFor))
+        {
+            await Problem.TooManyRequestsAsync(context, "too_many_failed_keys",
+                "Too many refused API keys from this address; try again later.", lockedFor).ConfigureAwait(false);
+            return;
+        }
         KeyAuthentication auth;
         try
         {
@@ -80,6 +96,10 @@ public sealed partial class ProxyHandler
         if (!auth.Succeeded)
         {
             Log.KeyRefused(_logger, auth.KeyId ?? "(none)", auth.Refusal, route.Name);
+            if (auth.Refusal != KeyRefusal.Missing && _keyLockout.RecordFailure(clientIp))
+            {
+                Log.ClientLockedOut(_logger, clientIp);
+            }
             await Problem.UnauthorizedAsync(context).ConfigureAwait(false);
             return;
         }
@@ -272,6 +292,9 @@ public sealed partial class ProxyHandler
 
         [LoggerMessage(EventId = 2009, Level = LogLevel.Information, Message = "Client of key {KeyId} went away; the call to upstream {Upstream} was cancelled.")]
         public static partial void ClientGone(ILogger logger, string keyId, string upstream);
+
+        [LoggerMessage(EventId = 4101, Level = LogLevel.Warning, Message = "Locked out {ClientIp} after repeated refused client keys.")]
+        public static partial void ClientLockedOut(ILogger logger, string clientIp);
 
         [LoggerMessage(EventId = 2010, Level = LogLevel.Error, Message = "Key store unavailable while authenticating a call to upstream {Upstream}.")]
         public static partial void KeyStoreUnavailable(ILogger logger, string upstream);
