@@ -274,7 +274,8 @@ public sealed partial class KeyRequests
         }
     }
 
-    internal static IEnumerable<(string Name, long? Value)> LimitValues(KeyLimits l) =>
+    /// <summary>Each limit's JSON name and value.</summary>
+    public static IEnumerable<(string Name, long? Value)> LimitValues(KeyLimits l) =>
     [
         ("requestsPerSecond", l.RequestsPerSecond), ("requestsPerMinute", l.RequestsPerMinute), ("requestsPerHour", l.RequestsPerHour),
         ("tokensPerMinute", l.TokensPerMinute), ("requestsPerDay", l.RequestsPerDay), ("requestsPerMonth", l.RequestsPerMonth),
