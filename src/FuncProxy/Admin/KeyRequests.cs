@@ -79,7 +79,7 @@ public sealed partial class KeyRequests
             Limits = limits?.Value,
             Metadata = metadata ?? new Dictionary<string, string>(),
         };
-        Validate(creation, errors);
+        AddRuleErrors(errors, e => Validate(creation, e));
         return errors.Count == 0 ? creation : null;
     }
 
@@ -106,7 +106,7 @@ public sealed partial class KeyRequests
         {
             errors.Add(new("$", "Name at least one field to change: " + string.Join(", ", CreateFields) + "."));
         }
-        Validate(update, errors);
+        AddRuleErrors(errors, e => Validate(update, e));
         return errors.Count == 0 ? update : null;
     }
 
@@ -194,6 +194,14 @@ public sealed partial class KeyRequests
         {
             CheckMetadata(update.Metadata, errors);
         }
+    }
+
+    // A field already refused for its shape (missing, wrong type) is not refused again for its value.
+    private static void AddRuleErrors(List<FieldError> errors, Action<List<FieldError>> validate)
+    {
+        var ruleErrors = new List<FieldError>();
+        validate(ruleErrors);
+        errors.AddRange(ruleErrors.Where(r => !errors.Any(e => e.Field == r.Field || r.Field.StartsWith(e.Field + "[", StringComparison.Ordinal) || r.Field.StartsWith(e.Field + ".", StringComparison.Ordinal))));
     }
 
     private static void CheckText(string field, string value, int maxLength, List<FieldError> errors)
