@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using FuncProxy.Admin;
 using FuncProxy.Keys;
 using Microsoft.Extensions.Options;
 
@@ -7,8 +8,10 @@ namespace FuncProxy.Server;
 
 /// <summary>
 /// Operator verbs that work straight on Table Storage with the operator's own credentials (the same configuration as the
-/// host: appsettings, environment, user-secrets; <c>DefaultAzureCredential</c> when a TableServiceUri is set).
-/// Exit codes: 0 done, 1 not found, 2 bad usage, 3 storage or configuration failure.
+/// host: appsettings, environment, user-secrets; <c>DefaultAzureCredential</c> when a TableServiceUri is set). Every
+/// change is written to the audit log as <c>cli:&lt;OS user&gt;</c>. Human-readable tables by default, <c>--json</c> for scripts.
+/// Exit codes: 0 done, 1 not found, 2 bad usage or invalid values, 3 storage or configuration failure, 4 the key's state
+/// does not allow the change (e.g. enabling a revoked key).
 /// </summary>
 internal static class OperatorCli
 {
@@ -16,29 +19,37 @@ internal static class OperatorCli
     public const int NotFound = 1;
     public const int Usage = 2;
     public const int Failure = 3;
+    public const int Conflict = 4;
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
-    public static bool Handles(string[] args) => args.Length > 0 && args[0] is "keys" or "help" or "--help" or "-h";
+    public static bool Handles(string[] args) => args.Length > 0 && args[0] is "keys" or "admin-keys" or "audit" or "help" or "--help" or "-h";
 
     public static async Task<int> RunAsync(string[] args, TextWriter? output = null, TextWriter? error = null, Action<IConfigurationBuilder>? configure = null)
     {
+        ArgumentNullException.ThrowIfNull(args);
         output ??= Console.Out;
         error ??= Console.Error;
-        if (args.Length < 2 || args[0] != "keys")
+        if (args.Length == 0 || args[0] is "help" or "--help" or "-h" || args.Contains("--help") || args.Contains("-h"))
         {
             await output.WriteLineAsync(HelpText);
-            return args.Length > 0 && args[0] is "help" or "--help" or "-h" ? Ok : Usage;
+            return args.Length > 0 ? Ok : Usage;
+        }
+        var (group, verb, rest) = args[0] == "audit" ? ("audit", "query", args[1..]) : (args[0], args.Length > 1 ? args[1] : "", args.Length > 2 ? args[2..] : []);
+        if (!Verbs.TryGetValue((group, verb), out var spec))
+        {
+            await error.WriteLineAsync($"Unknown command '{string.Join(' ', args.Take(2))}'.\n{HelpText}");
+            return Usage;
         }
 
         Arguments parsed;
         try
         {
-            parsed = Arguments.Parse(args[2..]);
+            parsed = Arguments.Parse(rest, spec.Flags, spec.Options);
         }
         catch (ArgumentException e)
         {
-            await error.WriteLineAsync(e.Message);
+            await error.WriteLineAsync($"{group} {verb}: {e.Message}\nUsage: {spec.Usage}");
             return Usage;
         }
 
@@ -52,20 +63,18 @@ internal static class OperatorCli
         {
             _ = host.Services.GetRequiredService<IOptions<FuncProxyOptions>>().Value;
             azurite = await LocalAzurite.EnsureRunningAsync(builder.Configuration, error);
-            var keys = host.Services.GetRequiredService<KeyLifecycle>();
-            var store = host.Services.GetRequiredService<KeyStore>();
-            return args[1] switch
-            {
-                "create" => await CreateAsync(keys, parsed, output, error),
-                "list" => await ListAsync(store, parsed, output),
-                "revoke" => await RevokeAsync(keys, parsed, output, error),
-                _ => await UnknownAsync(args[1], error),
-            };
+            var cli = new Session(host.Services, parsed, output, error, spec.Usage);
+            return await spec.Run(cli);
         }
         catch (OptionsValidationException e)
         {
             await error.WriteLineAsync("Configuration is not valid:\n  " + string.Join("\n  ", e.Failures));
             return Failure;
+        }
+        catch (KeyStateConflictException e)
+        {
+            await error.WriteLineAsync(e.Message);
+            return Conflict;
         }
         catch (Exception e) when (e is Azure.RequestFailedException or InvalidOperationException or HttpRequestException or Azure.Identity.AuthenticationFailedException)
         {
@@ -78,97 +87,518 @@ internal static class OperatorCli
         }
     }
 
-    private static async Task<int> CreateAsync(KeyLifecycle keys, Arguments a, TextWriter output, TextWriter error)
+    private sealed record VerbSpec(string Usage, string[] Flags, string[] Options, Func<Session, Task<int>> Run);
+
+    private static readonly Dictionary<(string, string), VerbSpec> Verbs = new()
     {
-        var name = a.Single("name");
-        var upstreams = a.All("upstream");
-        if (string.IsNullOrWhiteSpace(name) || upstreams.Count == 0)
+        [("keys", "create")] = new("keys create --name NAME --upstream UPSTREAM [--upstream ...] [--owner OWNER] [--expires DATE] [--limit NAME=N ...] [--meta NAME=VALUE ...] [--json]",
+            ["json"], ["name", "upstream", "owner", "expires", "limit", "meta"], s => s.CreateAsync()),
+        [("keys", "list")] = new("keys list [--owner OWNER] [--status active|disabled|revoked] [--upstream UPSTREAM] [--json]",
+            ["json"], ["owner", "status", "upstream"], s => s.ListAsync()),
+        [("keys", "get")] = new("keys get KEY_ID [--json]", ["json"], [], s => s.GetAsync()),
+        [("keys", "update")] = new("keys update KEY_ID [--name NAME] [--owner OWNER | --clear-owner] [--upstream UPSTREAM ...] [--expires DATE | --clear-expires] [--limit NAME=N ... | --clear-limits] [--meta NAME=VALUE ... | --clear-meta] [--json]",
+            ["json", "clear-owner", "clear-expires", "clear-limits", "clear-meta"], ["name", "owner", "upstream", "expires", "limit", "meta"], s => s.UpdateAsync()),
+        [("keys", "disable")] = new("keys disable KEY_ID [--json]", ["json"], [], s => s.SetStatusAsync("disable")),
+        [("keys", "enable")] = new("keys enable KEY_ID [--json]", ["json"], [], s => s.SetStatusAsync("enable")),
+        [("keys", "revoke")] = new("keys revoke KEY_ID [--json]", ["json"], [], s => s.SetStatusAsync("revoke")),
+        [("keys", "rotate")] = new("keys rotate KEY_ID [--grace DURATION (e.g. 3600, 90s, 30m, 24h, 7d; default 0)] [--json]",
+            ["json"], ["grace"], s => s.RotateAsync()),
+        [("keys", "usage")] = new("keys usage KEY_ID [--from DATE] [--to DATE] [--json]", ["json"], ["from", "to"], s => s.UsageAsync()),
+        [("audit", "query")] = new("audit [--key KEY_ID] [--from DATE] [--to DATE] [--limit N] [--json]", ["json"], ["key", "from", "to", "limit"], s => s.AuditAsync()),
+        [("admin-keys", "create")] = new("admin-keys create --name NAME [--json]", ["json"], ["name"], s => s.CreateAdminKeyAsync()),
+        [("admin-keys", "list")] = new("admin-keys list [--json]", ["json"], [], s => s.ListAdminKeysAsync()),
+        [("admin-keys", "revoke")] = new("admin-keys revoke ADMIN_KEY_ID [--json]", ["json"], [], s => s.RevokeAdminKeyAsync()),
+    };
+
+    /// <summary>One command's run: the services, its arguments and where to write.</summary>
+    private sealed class Session(IServiceProvider services, Arguments a, TextWriter output, TextWriter error, string usage)
+    {
+        private readonly AuditContext _audit = new("cli:" + Environment.UserName, "local", "cli-" + Guid.NewGuid().ToString("N")[..12]);
+
+        private T Get<T>() where T : notnull => services.GetRequiredService<T>();
+
+        public async Task<int> CreateAsync()
         {
-            await error.WriteLineAsync("keys create needs --name NAME and at least one --upstream UPSTREAM ('*' for all).");
-            return Usage;
-        }
-        DateTimeOffset? expires = null;
-        if (a.Single("expires") is { } e)
-        {
-            if (!DateTimeOffset.TryParse(e, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
+            var errors = new List<FieldError>();
+            var name = a.Single("name");
+            if (name is null)
             {
-                await error.WriteLineAsync($"--expires '{e}' is not a date (use ISO 8601, e.g. 2027-01-31 or 2027-01-31T12:00:00Z).");
-                return Usage;
+                errors.Add(new("name", "Required (--name)."));
             }
-            expires = parsed;
-        }
-        var issued = await keys.CreateAsync(new KeyCreation { Name = name, Owner = a.Single("owner"), AllowedUpstreams = upstreams, ExpiresAt = expires });
-        if (a.Flag("json"))
-        {
-            await output.WriteLineAsync(JsonSerializer.Serialize(new { key = issued.Value, record = View(issued.Record) }, Json));
-        }
-        else
-        {
+            var creation = new KeyCreation
+            {
+                Name = name ?? "",
+                Owner = a.Single("owner"),
+                AllowedUpstreams = a.All("upstream"),
+                ExpiresAt = Date("expires", errors),
+                Limits = Limits(errors),
+                Metadata = Metadata(errors) ?? new Dictionary<string, string>(),
+            };
+            Get<KeyRequests>().Validate(creation, errors);
+            if (errors.Count > 0)
+            {
+                await Get<AuditLog>().WriteAsync(_audit, "key.create", null, "invalid", "fields: " + string.Join(", ", errors.Select(e => e.Field).Distinct()));
+                return await InvalidAsync(errors);
+            }
+            var issued = await Get<KeyLifecycle>().CreateAsync(creation);
+            await Get<AuditLog>().WriteAsync(_audit, "key.create", issued.Record.Id, "success");
+            if (a.Flag("json"))
+            {
+                await output.WriteLineAsync(JsonSerializer.Serialize(new { key = issued.Value, record = KeyView.From(issued.Record) }, Json));
+                return Ok;
+            }
             await output.WriteLineAsync($"Created key {issued.Record.Id} ({issued.Record.Name}) for {string.Join(", ", issued.Record.AllowedUpstreams)}.");
             await output.WriteLineAsync("Key (shown once, store it now):");
             await output.WriteLineAsync(issued.Value);
-        }
-        return Ok;
-    }
-
-    private static async Task<int> ListAsync(KeyStore store, Arguments a, TextWriter output)
-    {
-        var records = new List<KeyRecord>();
-        await foreach (var r in store.ListAsync())
-        {
-            records.Add(r);
-        }
-        if (a.Flag("json"))
-        {
-            await output.WriteLineAsync(JsonSerializer.Serialize(records.Select(View), Json));
             return Ok;
         }
-        await output.WriteLineAsync($"{"ID",-16}  {"NAME",-24}  {"OWNER",-16}  {"STATUS",-8}  {"UPSTREAMS",-20}  {"EXPIRES",-20}");
-        foreach (var r in records)
-        {
-            await output.WriteLineAsync($"{r.Id,-16}  {Trim(r.Name, 24),-24}  {Trim(r.Owner ?? "-", 16),-16}  {r.Status,-8}  {Trim(string.Join(',', r.AllowedUpstreams), 20),-20}  {r.ExpiresAt?.ToString("u", CultureInfo.InvariantCulture) ?? "never",-20}");
-        }
-        await output.WriteLineAsync($"{records.Count} key(s).");
-        return Ok;
-    }
 
-    private static async Task<int> RevokeAsync(KeyLifecycle keys, Arguments a, TextWriter output, TextWriter error)
-    {
-        var id = a.Positional.FirstOrDefault();
-        if (!ApiKey.IsValidId(id))
+        public async Task<int> ListAsync()
         {
-            await error.WriteLineAsync("keys revoke needs a key id (16 characters, as 'keys list' shows).");
-            return Usage;
+            var errors = new List<FieldError>();
+            KeyStatus? status = null;
+            if (a.Single("status") is { } s)
+            {
+                if (Enum.TryParse<KeyStatus>(s, ignoreCase: true, out var parsed) && !s.Any(char.IsDigit))
+                {
+                    status = parsed;
+                }
+                else
+                {
+                    errors.Add(new("status", "One of active, disabled, revoked."));
+                }
+            }
+            if (errors.Count > 0)
+            {
+                return await InvalidAsync(errors);
+            }
+            var store = Get<KeyStore>();
+            var records = new List<KeyRecord>();
+            string? after = null;
+            do
+            {
+                (var page, after) = await store.QueryAsync(a.Single("owner"), status, a.Single("upstream"), after, 1000);
+                records.AddRange(page);
+            }
+            while (after is not null);
+            if (a.Flag("json"))
+            {
+                await output.WriteLineAsync(JsonSerializer.Serialize(records.Select(KeyView.From), Json));
+                return Ok;
+            }
+            await output.WriteLineAsync($"{"ID",-16}  {"NAME",-24}  {"OWNER",-16}  {"STATUS",-8}  {"UPSTREAMS",-20}  {"EXPIRES",-20}");
+            foreach (var r in records)
+            {
+                await output.WriteLineAsync($"{r.Id,-16}  {Trim(r.Name, 24),-24}  {Trim(r.Owner ?? "-", 16),-16}  {r.Status.ToString().ToLowerInvariant(),-8}  {Trim(string.Join(',', r.AllowedUpstreams), 20),-20}  {Time(r.ExpiresAt) ?? "never",-20}");
+            }
+            await output.WriteLineAsync($"{records.Count} key(s).");
+            return Ok;
         }
-        var revoked = await keys.RevokeAsync(id!);
-        if (revoked is null)
+
+        public async Task<int> GetAsync()
+        {
+            if (await IdAsync() is not { } id)
+            {
+                return Usage;
+            }
+            var record = await Get<KeyStore>().FindAsync(id);
+            return record is null ? await NoSuchKeyAsync(id) : await ShowAsync(record);
+        }
+
+        public async Task<int> UpdateAsync()
+        {
+            if (await IdAsync() is not { } id)
+            {
+                return Usage;
+            }
+            var errors = new List<FieldError>();
+            var update = new KeyUpdate
+            {
+                Name = a.Single("name"),
+                Owner = a.Flag("clear-owner") ? new Change<string?>(null) : a.Single("owner") is { } o ? new Change<string?>(o) : null,
+                AllowedUpstreams = a.All("upstream") is { Count: > 0 } u ? u : null,
+                ExpiresAt = a.Flag("clear-expires") ? new Change<DateTimeOffset?>(null) : Date("expires", errors) is { } e ? new Change<DateTimeOffset?>(e) : null,
+                Limits = a.Flag("clear-limits") ? new Change<KeyLimits?>(null) : Limits(errors) is { } l ? new Change<KeyLimits?>(l) : null,
+                Metadata = a.Flag("clear-meta") ? new Dictionary<string, string>() : Metadata(errors),
+            };
+            if (errors.Count == 0 && update.FieldNames().Count == 0)
+            {
+                errors.Add(new("$", "Nothing to change: give at least one option."));
+            }
+            Get<KeyRequests>().Validate(update, errors);
+            if (errors.Count > 0)
+            {
+                await Get<AuditLog>().WriteAsync(_audit, "key.update", id, "invalid", "fields: " + string.Join(", ", errors.Select(x => x.Field).Distinct()));
+                return await InvalidAsync(errors);
+            }
+            return await ChangeAsync("key.update", id, "fields: " + string.Join(", ", update.FieldNames()), () => Get<KeyLifecycle>().UpdateAsync(id, update));
+        }
+
+        public async Task<int> SetStatusAsync(string verb)
+        {
+            if (await IdAsync() is not { } id)
+            {
+                return Usage;
+            }
+            var keys = Get<KeyLifecycle>();
+            return verb switch
+            {
+                "revoke" => await ChangeAsync("key.revoke", id, null, () => keys.RevokeAsync(id)),
+                "disable" => await ChangeAsync("key.disable", id, null, () => keys.SetEnabledAsync(id, enabled: false)),
+                _ => await ChangeAsync("key.enable", id, null, () => keys.SetEnabledAsync(id, enabled: true)),
+            };
+        }
+
+        public async Task<int> RotateAsync()
+        {
+            if (await IdAsync() is not { } id)
+            {
+                return Usage;
+            }
+            var errors = new List<FieldError>();
+            var max = Get<IOptions<FuncProxyOptions>>().Value.Admin.MaxRotationGracePeriod;
+            var grace = TimeSpan.Zero;
+            if (a.Single("grace") is { } g)
+            {
+                if (ParseDuration(g) is { } seconds)
+                {
+                    grace = KeyRequests.ValidateGrace(seconds, max, errors) ?? TimeSpan.Zero;
+                }
+                else
+                {
+                    errors.Add(new("grace", "A duration such as 3600, 90s, 30m, 24h or 7d."));
+                }
+            }
+            if (errors.Count > 0)
+            {
+                return await InvalidAsync(errors);
+            }
+            var detail = "grace: " + ((long)grace.TotalSeconds).ToString(CultureInfo.InvariantCulture) + " s";
+            IssuedKey? issued;
+            try
+            {
+                issued = await Get<KeyLifecycle>().RotateAsync(id, grace);
+            }
+            catch (KeyStateConflictException)
+            {
+                await Get<AuditLog>().WriteAsync(_audit, "key.rotate", id, "conflict", detail);
+                throw;
+            }
+            if (issued is null)
+            {
+                await Get<AuditLog>().WriteAsync(_audit, "key.rotate", id, "not_found", detail);
+                return await NoSuchKeyAsync(id);
+            }
+            await Get<AuditLog>().WriteAsync(_audit, "key.rotate", id, "success", detail);
+            if (a.Flag("json"))
+            {
+                await output.WriteLineAsync(JsonSerializer.Serialize(new { key = issued.Value, record = KeyView.From(issued.Record) }, Json));
+                return Ok;
+            }
+            await output.WriteLineAsync($"Rotated key {id}. " + (grace > TimeSpan.Zero
+                ? $"The old secret works until {Time(issued.Record.PreviousSecretExpiresAt)}."
+                : "The old secret no longer works."));
+            await output.WriteLineAsync("New key (shown once, store it now):");
+            await output.WriteLineAsync(issued.Value);
+            return Ok;
+        }
+
+        public async Task<int> UsageAsync()
+        {
+            if (await IdAsync() is not { } id)
+            {
+                return Usage;
+            }
+            var errors = new List<FieldError>();
+            var to = Date("to", errors) ?? DateTimeOffset.UtcNow;
+            var from = Date("from", errors) ?? to.AddDays(-1);
+            if (from >= to)
+            {
+                errors.Add(new("from", "Must be before --to."));
+            }
+            if (errors.Count > 0)
+            {
+                return await InvalidAsync(errors);
+            }
+            if (await Get<KeyStore>().FindAsync(id) is null)
+            {
+                return await NoSuchKeyAsync(id);
+            }
+            var rows = await Get<IUsageReader>().ReadAsync(id, from, to);
+            if (a.Flag("json"))
+            {
+                await output.WriteLineAsync(JsonSerializer.Serialize(new
+                {
+                    keyId = id, from, to,
+                    totals = new { requests = rows.Sum(r => r.Requests), inputTokens = rows.Sum(r => r.InputTokens), outputTokens = rows.Sum(r => r.OutputTokens) },
+                    hours = rows,
+                }, Json));
+                return Ok;
+            }
+            await output.WriteLineAsync($"{"HOUR (UTC)",-17}  {"UPSTREAM",-16}  {"REQUESTS",10}  {"INPUT TOK",12}  {"OUTPUT TOK",12}");
+            foreach (var r in rows)
+            {
+                await output.WriteLineAsync($"{r.Hour.UtcDateTime.ToString("yyyy-MM-dd HH:00", CultureInfo.InvariantCulture),-17}  {Trim(r.Upstream, 16),-16}  {r.Requests,10}  {r.InputTokens,12}  {r.OutputTokens,12}");
+            }
+            await output.WriteLineAsync($"{"total",-17}  {"",-16}  {rows.Sum(r => r.Requests),10}  {rows.Sum(r => r.InputTokens),12}  {rows.Sum(r => r.OutputTokens),12}");
+            return Ok;
+        }
+
+        public async Task<int> AuditAsync()
+        {
+            var errors = new List<FieldError>();
+            var keyId = a.Single("key");
+            if (keyId is not null && !ApiKey.IsValidId(keyId))
+            {
+                errors.Add(new("key", "Not a key id (16 characters, as 'keys list' shows)."));
+            }
+            var to = Date("to", errors) ?? DateTimeOffset.UtcNow.AddSeconds(1);
+            var from = Date("from", errors) ?? to.AddDays(-7);
+            if (from >= to || to - from > AuditLog.MaxRange)
+            {
+                errors.Add(new("from", $"Must be before --to, at most {AuditLog.MaxRange.TotalDays} days earlier."));
+            }
+            var limit = 100;
+            if (a.Single("limit") is { } l && (!int.TryParse(l, NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit is < 1 or > 10_000))
+            {
+                errors.Add(new("limit", "A whole number from 1 to 10000."));
+            }
+            if (errors.Count > 0)
+            {
+                return await InvalidAsync(errors);
+            }
+            var (entries, next) = await Get<AuditLog>().QueryAsync(keyId, from, to, limit, null);
+            if (a.Flag("json"))
+            {
+                await output.WriteLineAsync(JsonSerializer.Serialize(entries, Json));
+                return Ok;
+            }
+            await output.WriteLineAsync($"{"TIME (UTC)",-20}  {"ACTION",-17}  {"RESULT",-15}  {"KEY",-16}  {"ACTOR",-28}  {"IP",-15}  DETAIL");
+            foreach (var e in entries)
+            {
+                await output.WriteLineAsync($"{Time(e.Time),-20}  {e.Action,-17}  {e.Result,-15}  {e.KeyId ?? "-",-16}  {Trim(e.Actor, 28),-28}  {Trim(e.ClientIp, 15),-15}  {e.Detail}");
+            }
+            await output.WriteLineAsync($"{entries.Count} event(s){(next is null ? "." : "; more exist: narrow the range or raise --limit.")}");
+            return Ok;
+        }
+
+        public async Task<int> CreateAdminKeyAsync()
+        {
+            var name = a.Single("name");
+            var errors = new List<FieldError>();
+            if (string.IsNullOrWhiteSpace(name) || name.Length > KeyRequests.MaxNameLength || name.Any(char.IsControl))
+            {
+                errors.Add(new("name", $"Required (--name), 1-{KeyRequests.MaxNameLength} characters."));
+                return await InvalidAsync(errors);
+            }
+            var issued = await Get<AdminKeyStore>().CreateAsync(name, _audit.Actor);
+            await Get<AuditLog>().WriteAsync(_audit, "adminkey.create", issued.Record.Id, "success");
+            if (a.Flag("json"))
+            {
+                await output.WriteLineAsync(JsonSerializer.Serialize(new { key = issued.Value, record = AdminView(issued.Record) }, Json));
+                return Ok;
+            }
+            await output.WriteLineAsync($"Created admin key {issued.Record.Id} ({issued.Record.Name}). Send it as '{AdminAuthenticator.AdminKeyHeader}'.");
+            await output.WriteLineAsync("Admin key (shown once, store it now):");
+            await output.WriteLineAsync(issued.Value);
+            return Ok;
+        }
+
+        public async Task<int> ListAdminKeysAsync()
+        {
+            var records = await Get<AdminKeyStore>().ListAsync();
+            if (a.Flag("json"))
+            {
+                await output.WriteLineAsync(JsonSerializer.Serialize(records.Select(AdminView), Json));
+                return Ok;
+            }
+            await output.WriteLineAsync($"{"ID",-16}  {"NAME",-24}  {"STATUS",-8}  {"CREATED",-20}  {"CREATED BY",-20}");
+            foreach (var r in records)
+            {
+                await output.WriteLineAsync($"{r.Id,-16}  {Trim(r.Name, 24),-24}  {(r.IsRevoked ? "revoked" : "active"),-8}  {Time(r.CreatedAt),-20}  {Trim(r.CreatedBy ?? "-", 20),-20}");
+            }
+            await output.WriteLineAsync($"{records.Count} admin key(s).");
+            return Ok;
+        }
+
+        public async Task<int> RevokeAdminKeyAsync()
+        {
+            if (await IdAsync() is not { } id)
+            {
+                return Usage;
+            }
+            var revoked = await Get<AdminKeyStore>().RevokeAsync(id);
+            await Get<AuditLog>().WriteAsync(_audit, "adminkey.revoke", id, revoked is null ? "not_found" : "success");
+            if (revoked is null)
+            {
+                await error.WriteLineAsync($"No admin key {id}.");
+                return NotFound;
+            }
+            await output.WriteLineAsync(a.Flag("json") ? JsonSerializer.Serialize(AdminView(revoked), Json) : $"Revoked admin key {id}.");
+            return Ok;
+        }
+
+        private async Task<int> ChangeAsync(string action, string id, string? detail, Func<Task<KeyRecord?>> change)
+        {
+            KeyRecord? record;
+            try
+            {
+                record = await change();
+            }
+            catch (KeyStateConflictException)
+            {
+                await Get<AuditLog>().WriteAsync(_audit, action, id, "conflict", detail);
+                throw;
+            }
+            await Get<AuditLog>().WriteAsync(_audit, action, id, record is null ? "not_found" : "success", detail);
+            if (record is null)
+            {
+                return await NoSuchKeyAsync(id);
+            }
+            if (!a.Flag("json"))
+            {
+                await output.WriteLineAsync($"{action["key.".Length..] switch { "revoke" => "Revoked", "disable" => "Disabled", "enable" => "Enabled", _ => "Updated" }} key {id}.");
+            }
+            return await ShowAsync(record);
+        }
+
+        private async Task<int> ShowAsync(KeyRecord r)
+        {
+            if (a.Flag("json"))
+            {
+                await output.WriteLineAsync(JsonSerializer.Serialize(KeyView.From(r), Json));
+                return Ok;
+            }
+            var limits = r.Limits is null ? "defaults" : string.Join(", ", KeyRequests.LimitValues(r.Limits).Where(l => l.Value is not null).Select(l => $"{l.Name}={l.Value}"));
+            await output.WriteLineAsync(
+                $"""
+                  id:               {r.Id}
+                  name:             {r.Name}
+                  owner:            {r.Owner ?? "-"}
+                  status:           {r.Status.ToString().ToLowerInvariant()}
+                  created:          {Time(r.CreatedAt)}
+                  expires:          {Time(r.ExpiresAt) ?? "never"}
+                  upstreams:        {string.Join(", ", r.AllowedUpstreams)}
+                  limits:           {(limits.Length == 0 ? "defaults" : limits)}
+                  metadata:         {(r.Metadata.Count == 0 ? "-" : string.Join(", ", r.Metadata.Select(m => $"{m.Key}={m.Value}")))}
+                  old secret until: {(r.PreviousSecretHash is null ? "-" : Time(r.PreviousSecretExpiresAt))}
+                """);
+            return Ok;
+        }
+
+        private async Task<string?> IdAsync()
+        {
+            var id = a.Positional.FirstOrDefault();
+            if (a.Positional.Count != 1 || !ApiKey.IsValidId(id))
+            {
+                await error.WriteLineAsync($"Needs one key id (16 characters, as the list shows).\nUsage: {usage}");
+                return null;
+            }
+            return id;
+        }
+
+        private async Task<int> NoSuchKeyAsync(string id)
         {
             await error.WriteLineAsync($"No key {id}.");
             return NotFound;
         }
-        await output.WriteLineAsync($"Revoked key {id}.");
-        return Ok;
+
+        private async Task<int> InvalidAsync(List<FieldError> errors)
+        {
+            foreach (var e in errors)
+            {
+                await error.WriteLineAsync($"{e.Field}: {e.Message}");
+            }
+            await error.WriteLineAsync($"Usage: {usage}");
+            return Usage;
+        }
+
+        private DateTimeOffset? Date(string option, List<FieldError> errors)
+        {
+            if (a.Single(option) is not { } text)
+            {
+                return null;
+            }
+            if (KeyRequests.TryParseTimestamp(text, out var value))
+            {
+                return value;
+            }
+            if (DateTime.TryParseExact(text, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var day))
+            {
+                return new DateTimeOffset(day, TimeSpan.Zero);
+            }
+            errors.Add(new(option, "A date (2027-01-31, UTC) or an RFC 3339 date-time with an offset (2027-01-31T12:00:00Z)."));
+            return null;
+        }
+
+        private KeyLimits? Limits(List<FieldError> errors)
+        {
+            var pairs = Pairs("limit", errors);
+            if (pairs.Count == 0)
+            {
+                return null;
+            }
+            var json = "{" + string.Join(",", pairs.Select(p => JsonSerializer.Serialize(p.Key) + ":" + (long.TryParse(p.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n.ToString(CultureInfo.InvariantCulture) : JsonSerializer.Serialize(p.Value)))) + "}";
+            // The same parser as the management API, so both name and check limits alike.
+            using var document = JsonDocument.Parse("{\"limits\":" + json + "}");
+            var parseErrors = new List<FieldError>();
+            var update = Get<KeyRequests>().ParseUpdate(document.RootElement, parseErrors);
+            errors.AddRange(parseErrors);
+            return update?.Limits?.Value;
+        }
+
+        private Dictionary<string, string>? Metadata(List<FieldError> errors)
+        {
+            var pairs = Pairs("meta", errors);
+            return pairs.Count == 0 ? null : pairs.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
+        }
+
+        private List<KeyValuePair<string, string>> Pairs(string option, List<FieldError> errors)
+        {
+            var pairs = new List<KeyValuePair<string, string>>();
+            foreach (var item in a.All(option))
+            {
+                var eq = item.IndexOf('=', StringComparison.Ordinal);
+                if (eq <= 0)
+                {
+                    errors.Add(new(option, $"'{Trim(item, 40)}' is not NAME=VALUE."));
+                    continue;
+                }
+                pairs.Add(new(item[..eq], item[(eq + 1)..]));
+            }
+            return pairs;
+        }
     }
 
-    private static async Task<int> UnknownAsync(string verb, TextWriter error)
+    /// <summary>Seconds, or a number with s, m, h or d.</summary>
+    internal static long? ParseDuration(string text)
     {
-        await error.WriteLineAsync($"Unknown verb 'keys {verb}'.\n{HelpText}");
-        return Usage;
+        var unit = text.Length > 0 && char.IsLetter(text[^1]) ? char.ToLowerInvariant(text[^1]) : 's';
+        var number = char.IsLetter(text.Length > 0 ? text[^1] : '0') ? text[..^1] : text;
+        if (!long.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n > 100_000_000)
+        {
+            return null;
+        }
+        return unit switch { 's' => n, 'm' => n * 60, 'h' => n * 3600, 'd' => n * 86400, _ => null };
     }
 
-    private static object View(KeyRecord r) => new
+    private static object AdminView(AdminKeyRecord r) => new
     {
-        r.Id, r.Name, r.Owner, Status = r.Status.ToString(), r.CreatedAt, r.ExpiresAt, r.AllowedUpstreams, r.Limits, r.Metadata,
+        r.Id, r.Name, Status = r.IsRevoked ? "revoked" : "active", r.CreatedAt, r.CreatedBy, r.RevokedAt,
     };
+
+    private static string? Time(DateTimeOffset? t) => t?.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture);
 
     private static string Trim(string s, int max) => s.Length <= max ? s : string.Concat(s.AsSpan(0, max - 1), "…");
 
-    private const string HelpText = """
-        FuncProxy operator commands (straight on Table Storage, with your own credentials):
-          keys create --name NAME --upstream UPSTREAM [--upstream ...] [--owner OWNER] [--expires DATE] [--json]
-          keys list [--json]
-          keys revoke KEY_ID
+    private static string HelpText => "FuncProxy operator commands (straight on Table Storage, with your own credentials):\n  "
+        + string.Join("\n  ", Verbs.Values.Select(v => v.Usage))
+        + """
+
+        Every change is written to the audit log as cli:<your OS user>. --json prints JSON for scripts.
         Storage comes from FuncProxy:Storage (appsettings, environment FuncProxy__Storage__..., user-secrets).
+        Exit codes: 0 done, 1 not found, 2 bad usage or invalid values, 3 storage or configuration failure,
+                    4 the key's state does not allow it (e.g. enabling a revoked key).
         """;
 
     private sealed class Arguments
@@ -177,9 +607,8 @@ internal static class OperatorCli
         private readonly HashSet<string> _flags = new(StringComparer.OrdinalIgnoreCase);
         public List<string> Positional { get; } = [];
 
-        private static readonly HashSet<string> FlagNames = new(StringComparer.OrdinalIgnoreCase) { "json" };
-
-        public static Arguments Parse(string[] args)
+        /// <summary>Parses <c>--name value</c>, <c>--name=value</c> and flags; an option the verb does not know is an error.</summary>
+        public static Arguments Parse(string[] args, string[] flags, string[] options)
         {
             var result = new Arguments();
             for (var i = 0; i < args.Length; i++)
@@ -198,10 +627,18 @@ internal static class OperatorCli
                     value = name[(eq + 1)..];
                     name = name[..eq];
                 }
-                if (FlagNames.Contains(name) && value is null)
+                if (flags.Contains(name, StringComparer.OrdinalIgnoreCase))
                 {
+                    if (value is not null)
+                    {
+                        throw new ArgumentException($"--{name} takes no value.");
+                    }
                     result._flags.Add(name);
                     continue;
+                }
+                if (!options.Contains(name, StringComparer.OrdinalIgnoreCase))
+                {
+                    throw new ArgumentException($"unknown option --{name}.");
                 }
                 if (value is null)
                 {

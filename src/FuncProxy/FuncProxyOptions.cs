@@ -28,6 +28,16 @@ public sealed class FuncProxyOptions
 
     /// <summary>Client key handling.</summary>
     public KeyOptions Keys { get; set; } = new();
+
+    /// <summary>The management API under <c>/api/admin/</c>: who may call it and how hard.</summary>
+    public AdminOptions Admin { get; set; } = new();
+
+    /// <summary>
+    /// Proxies (IP addresses or CIDR ranges such as <c>10.0.0.0/8</c>) whose <c>X-Forwarded-For</c> is believed when
+    /// working out a caller's IP for lockouts, admin rate limits and the audit log. Empty (the default): the connection's
+    /// remote address is the client, and <c>X-Forwarded-For</c> is ignored, since anyone can send it.
+    /// </summary>
+    public List<string> TrustedProxies { get; set; } = [];
 }
 
 /// <summary>Table Storage settings.</summary>
@@ -122,4 +132,57 @@ public sealed class KeyOptions
     /// <see cref="CacheDuration"/> (a revocation cannot be written during such an outage either). Zero: fail closed with 503.
     /// </summary>
     public TimeSpan StaleIfErrorFor { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Refused client keys (malformed, unknown, wrong, revoked, expired) one IP may present within <see cref="FailureWindow"/>
+    /// before it is locked out for <see cref="LockoutDuration"/> (429 with <c>Retry-After</c>). Counted per instance. Zero: no lockout.
+    /// </summary>
+    public int MaxFailuresPerIp { get; set; } = 30;
+
+    /// <summary>The window in which <see cref="MaxFailuresPerIp"/> refusals lock an IP out.</summary>
+    public TimeSpan FailureWindow { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>How long a locked-out IP gets 429 before any key it sends is looked at again.</summary>
+    public TimeSpan LockoutDuration { get; set; } = TimeSpan.FromMinutes(1);
+}
+
+/// <summary>The management API: admin authentication, per-IP limits, lockout and rotation bounds.</summary>
+public sealed class AdminOptions
+{
+    /// <summary>Admin calls one client IP may make per minute (all outcomes count); more get 429 with <c>Retry-After</c>.</summary>
+    public int RequestsPerMinutePerIp { get; set; } = 100;
+
+    /// <summary>Failed admin authentications one IP may make within <see cref="FailureWindow"/> before it is locked out.</summary>
+    public int MaxFailedAttempts { get; set; } = 5;
+
+    /// <summary>The window in which <see cref="MaxFailedAttempts"/> failures lock an IP out.</summary>
+    public TimeSpan FailureWindow { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How long a locked-out IP gets 429 on every admin call, whatever credential it sends.</summary>
+    public TimeSpan LockoutDuration { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>The longest grace period a rotation may give the old secret.</summary>
+    public TimeSpan MaxRotationGracePeriod { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>Entra ID bearer tokens as an alternative to admin keys. Off unless <see cref="EntraIdOptions.Authority"/> is set.</summary>
+    public EntraIdOptions EntraId { get; set; } = new();
+}
+
+/// <summary>Entra ID (or any OpenID Connect issuer) access tokens for the management API.</summary>
+public sealed class EntraIdOptions
+{
+    /// <summary>The issuer's authority, e.g. <c>https://login.microsoftonline.com/{tenant-id}/v2.0</c>. Absent: bearer tokens are not accepted.</summary>
+    public Uri? Authority { get; set; }
+
+    /// <summary>The OpenID metadata document; defaults to <c>{Authority}/.well-known/openid-configuration</c>.</summary>
+    public Uri? MetadataAddress { get; set; }
+
+    /// <summary>The token audience: the gateway's app registration (<c>api://...</c> or its client id).</summary>
+    public string? Audience { get; set; }
+
+    /// <summary>The app role (in the token's <c>roles</c> claim) that makes a caller an admin.</summary>
+    public string RequiredRole { get; set; } = "FuncProxy.Admin";
+
+    /// <summary>Require https for the metadata and key documents. Only tests on loopback turn this off.</summary>
+    public bool RequireHttpsMetadata { get; set; } = true;
 }

@@ -56,6 +56,46 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
             errors.Add($"{P}:Keys:CacheDuration must be between 0 and 5 minutes: it bounds how long a revoked key keeps working.");
         }
 
+        if (options.Keys.MaxFailuresPerIp < 0 || options.Keys.FailureWindow <= TimeSpan.Zero || options.Keys.LockoutDuration < TimeSpan.Zero)
+        {
+            errors.Add($"{P}:Keys: MaxFailuresPerIp must not be negative, FailureWindow must be positive and LockoutDuration not negative.");
+        }
+        var admin = options.Admin;
+        if (admin.RequestsPerMinutePerIp <= 0)
+        {
+            errors.Add($"{P}:Admin:RequestsPerMinutePerIp must be positive.");
+        }
+        if (admin.MaxFailedAttempts < 0 || admin.FailureWindow <= TimeSpan.Zero || admin.LockoutDuration < TimeSpan.Zero)
+        {
+            errors.Add($"{P}:Admin: MaxFailedAttempts must not be negative, FailureWindow must be positive and LockoutDuration not negative.");
+        }
+        if (admin.MaxRotationGracePeriod < TimeSpan.Zero || admin.MaxRotationGracePeriod > TimeSpan.FromDays(90))
+        {
+            errors.Add($"{P}:Admin:MaxRotationGracePeriod must be between 0 and 90 days.");
+        }
+        if (admin.EntraId.Authority is { } authority)
+        {
+            if (!authority.IsAbsoluteUri || (authority.Scheme != Uri.UriSchemeHttps && (admin.EntraId.RequireHttpsMetadata || authority.Scheme != Uri.UriSchemeHttp)))
+            {
+                errors.Add($"{P}:Admin:EntraId:Authority must be an absolute https URL such as https://login.microsoftonline.com/<tenant-id>/v2.0.");
+            }
+            if (string.IsNullOrWhiteSpace(admin.EntraId.Audience))
+            {
+                errors.Add($"{P}:Admin:EntraId:Audience is required with an Authority.");
+            }
+            if (string.IsNullOrWhiteSpace(admin.EntraId.RequiredRole))
+            {
+                errors.Add($"{P}:Admin:EntraId:RequiredRole must name the app role that makes a caller an admin.");
+            }
+        }
+        foreach (var proxy in options.TrustedProxies)
+        {
+            if (!Http.ClientAddress.TryParseNetwork(proxy, out _))
+            {
+                errors.Add($"{P}:TrustedProxies: '{proxy}' is not an IP address or CIDR range.");
+            }
+        }
+
         foreach (var (upstreamName, upstream) in options.Upstreams)
         {
             var at = $"{P}:Upstreams:{upstreamName}";

@@ -1,3 +1,4 @@
+using FuncProxy.Admin;
 using FuncProxy.Hosting;
 using FuncProxy.Proxying;
 using Microsoft.AspNetCore.Builder;
@@ -20,6 +21,9 @@ public static class FuncProxyEndpointRouteBuilderExtensions
         ArgumentNullException.ThrowIfNull(endpoints);
         var api = endpoints.MapGroup(RoutePrefix);
         api.MapGet("/health", (HttpContext context, HealthHandler health) => health.HandleAsync(context));
+        // The literal "admin" segment outranks the {upstream} parameter in routing precedence, so the management API
+        // wins over the proxy route ("admin" is also a reserved upstream name); a test pins this.
+        api.Map("/admin/{**path}", (HttpContext context, string? path, AdminHandler admin) => admin.HandleAsync(context, path));
         api.Map("/{upstream}/{**path}", (HttpContext context, string upstream, string? path, ProxyHandler proxy) =>
             proxy.HandleAsync(context, upstream, path));
         return endpoints;

@@ -1,4 +1,6 @@
 using Azure.Security.KeyVault.Secrets;
+using FuncProxy.Admin;
+using FuncProxy.Http;
 using FuncProxy.Hosting;
 using FuncProxy.Keys;
 using FuncProxy.Proxying;
@@ -33,6 +35,16 @@ public static class FuncProxyServiceCollectionExtensions
         services.TryAddSingleton<KeyRecordCache>();
         services.TryAddSingleton<KeyAuthenticator>();
         services.TryAddSingleton<KeyLifecycle>();
+        services.TryAddSingleton<ClientAddress>();
+        services.TryAddSingleton<ClientKeyLockout>();
+
+        services.TryAddSingleton<AdminKeyStore>();
+        services.TryAddSingleton<AdminAuthenticator>();
+        services.TryAddSingleton<AuditLog>();
+        services.TryAddSingleton<IUsageReader, TableUsageReader>();
+        services.TryAddSingleton<IdempotencyStore>();
+        services.TryAddSingleton<KeyRequests>();
+        services.TryAddSingleton<AdminHandler>();
 
         services.TryAddSingleton<ISecretSource>(sp =>
         {

@@ -85,6 +85,16 @@ public static class Problem
         }
     }
 
+    /// <summary>400 naming every bad field in an <c>errors</c> extension: <c>[{"field": "name", "message": "..."}]</c>.</summary>
+    public static Task InvalidAsync<TError>(HttpContext context, IReadOnlyList<TError> errors, string detail = "The request has invalid fields; see 'errors'.") =>
+        WriteAsync(context, StatusCodes.Status400BadRequest, "invalid_request", "Bad Request", detail,
+            new Dictionary<string, object?> { ["errors"] = errors });
+
+    /// <summary>429 with <c>Retry-After</c> in whole seconds (at least 1).</summary>
+    public static Task TooManyRequestsAsync(HttpContext context, string code, string detail, TimeSpan retryAfter) =>
+        WriteAsync(context, StatusCodes.Status429TooManyRequests, code, "Too Many Requests", detail,
+            headers: [new("Retry-After", Math.Max(1, (long)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture))]);
+
     private static readonly KeyValuePair<string, string>[] BearerChallenge = [new("WWW-Authenticate", "Bearer")];
 
     /// <summary>The one 401 every refused client key gets, whatever the reason: nothing tells an attacker which.</summary>

@@ -8,10 +8,13 @@ namespace FuncProxy.Keys;
 /// A client API key: <c>fpk_&lt;id&gt;_&lt;secret&gt;&lt;checksum&gt;</c>.
 /// The id (16 base32 characters, 80 bits) names the record; the secret (43 base62 characters, 256 bits from a CSPRNG)
 /// is never stored, only its hash; the 6-character checksum lets a typo or a forged key be refused with no storage round trip.
+/// Admin keys for the management API have the same shape with the prefix <c>fpa_</c> (<see cref="AdminPrefix"/>); the prefix
+/// is part of the checksum, so one kind can never be passed off as the other.
 /// </summary>
 public readonly struct ApiKey
 {
     public const string Prefix = "fpk_";
+    public const string AdminPrefix = "fpa_";
     public const int IdLength = 16;
     public const int SecretLength = 43;
     public const int ChecksumLength = 6;
@@ -20,11 +23,20 @@ public readonly struct ApiKey
     private const string IdAlphabet = "abcdefghijklmnopqrstuvwxyz234567";
     private const string SecretAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-    private ApiKey(string id, string secret)
+    private readonly string? _prefix;
+
+    private ApiKey(string id, string secret, string prefix = Prefix)
     {
         Id = id;
         Secret = secret;
+        _prefix = prefix;
     }
+
+    /// <summary><see cref="Prefix"/> for client keys, <see cref="AdminPrefix"/> for admin keys.</summary>
+    public string KeyPrefix => _prefix ?? Prefix;
+
+    /// <summary>True for an admin key (<c>fpa_</c>).</summary>
+    public bool IsAdmin => KeyPrefix == AdminPrefix;
 
     /// <summary>The public half: the key record's id.</summary>
     public string Id { get; }
@@ -33,10 +45,13 @@ public readonly struct ApiKey
     public string Secret { get; }
 
     /// <summary>The full key as the client presents it. Shown once, at creation or rotation.</summary>
-    public string Value => string.Concat(Prefix, Id, "_", Secret, Checksum(Id, Secret));
+    public string Value => string.Concat(KeyPrefix, Id, "_", Secret, Checksum(KeyPrefix, Id, Secret));
 
     /// <summary>Makes a fresh key with a new id and secret.</summary>
     public static ApiKey Generate() => new(NewId(), NewSecret());
+
+    /// <summary>Makes a fresh admin key (<c>fpa_</c>).</summary>
+    public static ApiKey GenerateAdmin() => new(NewId(), NewSecret(), AdminPrefix);
 
     /// <summary>Makes a new secret for an existing id (rotation keeps the id so counters and usage carry on).</summary>
     public static ApiKey GenerateFor(string id)
@@ -53,10 +68,15 @@ public readonly struct ApiKey
     private static string NewSecret() => RandomNumberGenerator.GetString(SecretAlphabet, SecretLength);
 
     /// <summary>Parses a presented key, checking shape and checksum only: no I/O, no timing that depends on the secret's content.</summary>
-    public static bool TryParse(ReadOnlySpan<char> value, [NotNullWhen(true)] out ApiKey? key)
+    public static bool TryParse(ReadOnlySpan<char> value, [NotNullWhen(true)] out ApiKey? key) => TryParse(value, Prefix, out key);
+
+    /// <summary>As <see cref="TryParse(ReadOnlySpan{char}, out ApiKey?)"/>, for an admin key (<c>fpa_</c>).</summary>
+    public static bool TryParseAdmin(ReadOnlySpan<char> value, [NotNullWhen(true)] out ApiKey? key) => TryParse(value, AdminPrefix, out key);
+
+    private static bool TryParse(ReadOnlySpan<char> value, string prefix, [NotNullWhen(true)] out ApiKey? key)
     {
         key = null;
-        if (value.Length != TotalLength || !value.StartsWith(Prefix, StringComparison.Ordinal) || value[4 + IdLength] != '_')
+        if (value.Length != TotalLength || !value.StartsWith(prefix, StringComparison.Ordinal) || value[4 + IdLength] != '_')
         {
             return false;
         }
@@ -69,11 +89,11 @@ public readonly struct ApiKey
         }
         var idString = id.ToString();
         var secretString = secret.ToString();
-        if (!checksum.SequenceEqual(Checksum(idString, secretString)))
+        if (!checksum.SequenceEqual(Checksum(prefix, idString, secretString)))
         {
             return false;
         }
-        key = new ApiKey(idString, secretString);
+        key = new ApiKey(idString, secretString, prefix);
         return true;
     }
 
@@ -84,10 +104,10 @@ public readonly struct ApiKey
     public static string Redact(string id) => string.Concat(Prefix, id, "_…");
 
     // The checksum is integrity, not secrecy: the first 32 bits of SHA-256 over the key body, in base62.
-    private static string Checksum(string id, string secret)
+    private static string Checksum(string prefix, string id, string secret)
     {
         Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
-        SHA256.HashData(Encoding.ASCII.GetBytes(string.Concat(Prefix, id, "_", secret)), hash);
+        SHA256.HashData(Encoding.ASCII.GetBytes(string.Concat(prefix, id, "_", secret)), hash);
         var n = (ulong)BitConverter.ToUInt32(hash[..4]);
         Span<char> chars = stackalloc char[ChecksumLength];
         for (var i = ChecksumLength - 1; i >= 0; i--)
@@ -98,5 +118,5 @@ public readonly struct ApiKey
         return new string(chars);
     }
 
-    public override string ToString() => Redact(Id);
+    public override string ToString() => string.Concat(KeyPrefix, Id, "_…");
 }

@@ -12,17 +12,24 @@ public static class KeyHasher
 {
     private const string Domain = "funcproxy-key-v1";
 
-    public static byte[] Hash(string id, string secret)
+    /// <summary>Admin keys hash under their own domain, so a client key's hash can never vouch for an admin key.</summary>
+    internal const string AdminDomain = "funcproxy-admin-key-v1";
+
+    public static byte[] Hash(string id, string secret) => Hash(id, secret, Domain);
+
+    internal static byte[] Hash(string id, string secret, string domain)
     {
         ArgumentNullException.ThrowIfNull(id);
         ArgumentNullException.ThrowIfNull(secret);
-        return SHA256.HashData(Encoding.UTF8.GetBytes(string.Concat(Domain, "\n", id, "\n", secret)));
+        return SHA256.HashData(Encoding.UTF8.GetBytes(string.Concat(domain, "\n", id, "\n", secret)));
     }
 
-    public static bool Matches(string id, string secret, ReadOnlySpan<byte> storedHash)
+    public static bool Matches(string id, string secret, ReadOnlySpan<byte> storedHash) => Matches(id, secret, storedHash, Domain);
+
+    internal static bool Matches(string id, string secret, ReadOnlySpan<byte> storedHash, string domain)
     {
         Span<byte> presented = stackalloc byte[SHA256.HashSizeInBytes];
-        SHA256.HashData(Encoding.UTF8.GetBytes(string.Concat(Domain, "\n", id, "\n", secret)), presented);
+        SHA256.HashData(Encoding.UTF8.GetBytes(string.Concat(domain, "\n", id, "\n", secret)), presented);
         return storedHash.Length == presented.Length && CryptographicOperations.FixedTimeEquals(presented, storedHash);
     }
 }

@@ -14,6 +14,37 @@ public sealed record KeyCreation
 /// <summary>A newly minted key: the only moment its full value exists outside the client.</summary>
 public sealed record IssuedKey(string Value, KeyRecord Record);
 
+/// <summary>A new value for an optional field; <c>null</c> as the <see cref="Value"/> clears the field.</summary>
+public readonly record struct Change<T>(T Value);
+
+/// <summary>What an operator asks to change on a key; a null property leaves that field as it is.</summary>
+public sealed record KeyUpdate
+{
+    public string? Name { get; init; }
+    public Change<string?>? Owner { get; init; }
+    public IReadOnlyList<string>? AllowedUpstreams { get; init; }
+    public Change<KeyLimits?>? Limits { get; init; }
+    public Change<DateTimeOffset?>? ExpiresAt { get; init; }
+    /// <summary>Replaces the whole metadata map.</summary>
+    public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
+    /// <summary>The names of the fields this update touches (for the audit log: names only, never values).</summary>
+    public IReadOnlyList<string> FieldNames()
+    {
+        var names = new List<string>();
+        if (Name is not null) { names.Add("name"); }
+        if (Owner is not null) { names.Add("owner"); }
+        if (AllowedUpstreams is not null) { names.Add("allowedUpstreams"); }
+        if (Limits is not null) { names.Add("limits"); }
+        if (ExpiresAt is not null) { names.Add("expiresAt"); }
+        if (Metadata is not null) { names.Add("metadata"); }
+        return names;
+    }
+}
+
+/// <summary>The key's state does not allow the change (e.g. enabling a revoked key): 409 for the management API.</summary>
+public sealed class KeyStateConflictException(string message) : Exception(message);
+
 /// <summary>Creates and changes key records in the key store: the operations behind the CLI and the management API.</summary>
 public sealed class KeyLifecycle
 {
@@ -31,16 +62,20 @@ public sealed class KeyLifecycle
         _time = time;
     }
 
-    public async Task<IssuedKey> CreateAsync(KeyCreation request, CancellationToken cancellationToken = default)
+    public Task<IssuedKey> CreateAsync(KeyCreation request, CancellationToken cancellationToken = default) =>
+        CreateAsync(request, null, cancellationToken);
+
+    /// <summary>Creates a key; with <paramref name="key"/> (drawn ahead, e.g. to reserve its id for an idempotent retry) under that id.</summary>
+    public async Task<IssuedKey> CreateAsync(KeyCreation request, ApiKey? key, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         // An id collision (80 random bits) is next to impossible; a fresh id is drawn if it ever happens.
         for (var attempt = 0; attempt < 5; attempt++)
         {
-            var key = ApiKey.Generate();
+            var drawn = key ?? ApiKey.Generate();
             var record = new KeyRecord
             {
-                Id = key.Id,
+                Id = drawn.Id,
                 Name = request.Name,
                 Owner = request.Owner,
                 CreatedAt = _time.GetUtcNow(),
@@ -48,15 +83,75 @@ public sealed class KeyLifecycle
                 AllowedUpstreams = request.AllowedUpstreams,
                 Limits = request.Limits,
                 Metadata = request.Metadata,
-                SecretHash = KeyHasher.Hash(key.Id, key.Secret),
+                SecretHash = KeyHasher.Hash(drawn.Id, drawn.Secret),
             };
             if (await _store.TryAddAsync(record, cancellationToken).ConfigureAwait(false))
             {
-                _cache.Invalidate(key.Id);
-                return new IssuedKey(key.Value, record);
+                _cache.Invalidate(drawn.Id);
+                return new IssuedKey(drawn.Value, record);
             }
+            key = null;
         }
         throw new InvalidOperationException("Could not find a free key id.");
+    }
+
+    /// <summary>Changes a key's descriptive fields, upstreams, limits or expiry. Null when there is no such key.</summary>
+    public Task<KeyRecord?> UpdateAsync(string id, KeyUpdate update, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(update);
+        return ChangeAsync(id, r =>
+        {
+            RefuseIfRevoked(r, "changed");
+            return r with
+            {
+                Name = update.Name ?? r.Name,
+                Owner = update.Owner is { } owner ? owner.Value : r.Owner,
+                AllowedUpstreams = update.AllowedUpstreams ?? r.AllowedUpstreams,
+                Limits = update.Limits is { } limits ? limits.Value : r.Limits,
+                ExpiresAt = update.ExpiresAt is { } expires ? expires.Value : r.ExpiresAt,
+                Metadata = update.Metadata ?? r.Metadata,
+            };
+        }, cancellationToken);
+    }
+
+    /// <summary>Disables (refused until enabled again) or re-enables a key; a revoked key stays revoked. Null when there is no such key.</summary>
+    public Task<KeyRecord?> SetEnabledAsync(string id, bool enabled, CancellationToken cancellationToken = default) =>
+        ChangeAsync(id, r =>
+        {
+            RefuseIfRevoked(r, enabled ? "enabled" : "disabled");
+            return r with { Status = enabled ? KeyStatus.Active : KeyStatus.Disabled };
+        }, cancellationToken);
+
+    /// <summary>
+    /// Gives the key a new secret under the same id; the old secret keeps working for <paramref name="gracePeriod"/>
+    /// (zero: it stops at once). Null when there is no such key.
+    /// </summary>
+    public async Task<IssuedKey?> RotateAsync(string id, TimeSpan gracePeriod, CancellationToken cancellationToken = default)
+    {
+        if (!ApiKey.IsValidId(id))
+        {
+            return null;
+        }
+        var key = ApiKey.GenerateFor(id);
+        var rotated = await ChangeAsync(id, r =>
+        {
+            RefuseIfRevoked(r, "rotated");
+            return r with
+            {
+                SecretHash = KeyHasher.Hash(id, key.Secret),
+                PreviousSecretHash = gracePeriod > TimeSpan.Zero ? r.SecretHash : null,
+                PreviousSecretExpiresAt = gracePeriod > TimeSpan.Zero ? _time.GetUtcNow() + gracePeriod : null,
+            };
+        }, cancellationToken).ConfigureAwait(false);
+        return rotated is null ? null : new IssuedKey(key.Value, rotated);
+    }
+
+    private static void RefuseIfRevoked(KeyRecord record, string verb)
+    {
+        if (record.Status == KeyStatus.Revoked)
+        {
+            throw new KeyStateConflictException($"The key is revoked and cannot be {verb}.");
+        }
     }
 
     /// <summary>Marks a key revoked (for good). Null when there is no such key.</summary>

@@ -77,6 +77,42 @@ public sealed class KeyStore
         }
     }
 
+    /// <summary>
+    /// One page of key records in id order, after <paramref name="afterId"/>: owner and status are filtered by the table
+    /// service (values passed through <see cref="TableClient.CreateQueryFilter(FormattableString)"/>, never spliced in), the
+    /// upstream here, since allowed upstreams are stored as one list. <c>NextAfterId</c> is null on the last page.
+    /// </summary>
+    public async Task<(IReadOnlyList<KeyRecord> Records, string? NextAfterId)> QueryAsync(
+        string? owner, KeyStatus? status, string? upstream, string? afterId, int limit, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        var table = await _tables.GetKeysAsync(cancellationToken).ConfigureAwait(false);
+        var filter = TableClient.CreateQueryFilter($"RowKey eq {RecordRowKey} and PartitionKey gt {afterId ?? ""}");
+        if (owner is not null)
+        {
+            filter += " and " + TableClient.CreateQueryFilter($"Owner eq {owner}");
+        }
+        if (status is { } s)
+        {
+            filter += " and " + TableClient.CreateQueryFilter($"Status eq {s.ToString()}");
+        }
+        var page = new List<KeyRecord>(Math.Min(limit, 1000));
+        await foreach (var entity in table.QueryAsync<TableEntity>(filter, maxPerPage: Math.Min(limit + 1, 1000), cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            var record = FromEntity(entity);
+            if (upstream is not null && !record.AllowsUpstream(upstream))
+            {
+                continue;
+            }
+            if (page.Count == limit)
+            {
+                return (page, page[^1].Id);
+            }
+            page.Add(record);
+        }
+        return (page, null);
+    }
+
     internal static TableEntity ToEntity(KeyRecord r) => new(r.Id, RecordRowKey)
     {
         ["Name"] = r.Name,

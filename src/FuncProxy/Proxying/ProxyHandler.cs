@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using FuncProxy.Http;
 using FuncProxy.Keys;
 using FuncProxy.Secrets;
 using FuncProxy.Telemetry;
@@ -22,6 +23,8 @@ public sealed partial class ProxyHandler
     private readonly UpstreamInvoker _invoker;
     private readonly FuncProxyMetrics _metrics;
     private readonly ILogger _logger;
+    private readonly ClientAddress _clientAddress;
+    private readonly FailureLockout _keyLockout;
 
     public ProxyHandler(
         UpstreamCatalog catalog,
@@ -30,8 +33,14 @@ public sealed partial class ProxyHandler
         IHttpForwarder forwarder,
         UpstreamInvoker invoker,
         FuncProxyMetrics metrics,
-        ILogger<ProxyHandler> logger)
+        ILogger<ProxyHandler> logger,
+        ClientAddress clientAddress,
+        ClientKeyLockout keyLockout)
     {
+        ArgumentNullException.ThrowIfNull(clientAddress);
+        ArgumentNullException.ThrowIfNull(keyLockout);
+        _clientAddress = clientAddress;
+        _keyLockout = keyLockout.Lockout;
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentNullException.ThrowIfNull(authenticator);
         ArgumentNullException.ThrowIfNull(secrets);
@@ -82,7 +91,14 @@ public sealed partial class ProxyHandler
             return "unknown_upstream";
         }
 
-        // 2. Authenticate.
+        // 2. Authenticate. An IP that keeps presenting refused keys is locked out first, so nobody guesses keys at speed.
+        var clientIp = _clientAddress.Resolve(context);
+        if (_keyLockout.IsLockedOut(clientIp, out var lockedFor))
+        {
+            await Problem.TooManyRequestsAsync(context, "too_many_failed_keys",
+                "Too many refused API keys from this address; try again later.", lockedFor).ConfigureAwait(false);
+            return "too_many_failed_keys";
+        }
         KeyAuthentication auth;
         try
         {
@@ -103,6 +119,10 @@ public sealed partial class ProxyHandler
         if (!auth.Succeeded)
         {
             Log.KeyRefused(_logger, auth.KeyId ?? "(none)", auth.Refusal, route.Name);
+            if (auth.Refusal != KeyRefusal.Missing && _keyLockout.RecordFailure(clientIp))
+            {
+                Log.ClientLockedOut(_logger, clientIp);
+            }
             await Problem.UnauthorizedAsync(context).ConfigureAwait(false);
             return "invalid_api_key";
         }
@@ -304,6 +324,9 @@ public sealed partial class ProxyHandler
 
         [LoggerMessage(EventId = 2009, Level = LogLevel.Information, Message = "Client of key {KeyId} went away; the call to upstream {Upstream} was cancelled.")]
         public static partial void ClientGone(ILogger logger, string keyId, string upstream);
+
+        [LoggerMessage(EventId = 4101, Level = LogLevel.Warning, Message = "Locked out {ClientIp} after repeated refused client keys.")]
+        public static partial void ClientLockedOut(ILogger logger, string clientIp);
 
         [LoggerMessage(EventId = 2010, Level = LogLevel.Error, Message = "Key store unavailable while authenticating a call to upstream {Upstream}.")]
         public static partial void KeyStoreUnavailable(ILogger logger, string upstream);

@@ -70,6 +70,18 @@ public sealed class GatewayHost : IAsyncDisposable
     public async Task<IssuedKey> MintKeyAsync(params string[] upstreams) =>
         await Services.GetRequiredService<KeyLifecycle>().CreateAsync(new KeyCreation { Name = "test", AllowedUpstreams = upstreams });
 
+    /// <summary>Mints an admin key (as <c>admin-keys create</c> does) and returns its value.</summary>
+    public async Task<string> MintAdminKeyAsync(string name = "test-admin") =>
+        (await Services.GetRequiredService<FuncProxy.Admin.AdminKeyStore>().CreateAsync(name, "test")).Value;
+
+    /// <summary>A client for the management API that sends <paramref name="adminKey"/> as X-Admin-Key.</summary>
+    public HttpClient AdminClient(string adminKey)
+    {
+        var client = new HttpClient { BaseAddress = new Uri(BaseAddress, "/api/admin/"), Timeout = TimeSpan.FromSeconds(60) };
+        client.DefaultRequestHeaders.Add("X-Admin-Key", adminKey);
+        return client;
+    }
+
     public async ValueTask DisposeAsync()
     {
         Client.Dispose();

@@ -1,0 +1,153 @@
+using System.Security.Claims;
+using FuncProxy.Keys;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Protocols;
+using Microsoft.IdentityModel.Protocols.OpenIdConnect;
+using Microsoft.IdentityModel.Tokens;
+
+namespace FuncProxy.Admin;
+
+/// <summary>How an admin call was authenticated. <see cref="Actor"/> names the caller in the audit log.</summary>
+public readonly record struct AdminAuthentication(string? Actor, AdminRefusal Refusal, string? Detail = null)
+{
+    public bool Succeeded => Refusal == AdminRefusal.None;
+}
+
+public enum AdminRefusal
+{
+    None,
+    /// <summary>No credential, or one that does not hold: 401.</summary>
+    Unauthenticated,
+    /// <summary>A valid token without the admin role: 403.</summary>
+    Forbidden,
+}
+
+/// <summary>
+/// Authenticates management API calls: an admin key in <c>X-Admin-Key</c> (checked against its stored hash, read on every
+/// call so a revoked admin key stops at once), or, when <see cref="EntraIdOptions.Authority"/> is set, an Entra ID access
+/// token in <c>Authorization: Bearer</c> that is signed by the issuer's published keys, meant for the configured audience,
+/// unexpired, and carries the configured app role.
+/// </summary>
+public sealed class AdminAuthenticator
+{
+    public const string AdminKeyHeader = "X-Admin-Key";
+
+    private readonly AdminKeyStore _store;
+    private readonly IOptionsMonitor<FuncProxyOptions> _options;
+    private readonly JsonWebTokenHandler _tokens = new() { MapInboundClaims = false };
+    private readonly Lock _gate = new();
+    private ConfigurationManager<OpenIdConnectConfiguration>? _metadata;
+    private Uri? _metadataFor;
+
+    public AdminAuthenticator(AdminKeyStore store, IOptionsMonitor<FuncProxyOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(options);
+        _store = store;
+        _options = options;
+    }
+
+    public async Task<AdminAuthentication> AuthenticateAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var adminKey = request.Headers[AdminKeyHeader].ToString().Trim();
+        if (adminKey.Length > 0)
+        {
+            return await AuthenticateKeyAsync(adminKey, cancellationToken).ConfigureAwait(false);
+        }
+        var authorization = request.Headers.Authorization.ToString();
+        const string Bearer = "Bearer ";
+        if (authorization.StartsWith(Bearer, StringComparison.OrdinalIgnoreCase))
+        {
+            var entra = _options.CurrentValue.Admin.EntraId;
+            if (entra.Authority is null)
+            {
+                return new(null, AdminRefusal.Unauthenticated, "bearer token sent but Entra ID is not configured");
+            }
+            return await AuthenticateTokenAsync(authorization[Bearer.Length..].Trim(), entra, cancellationToken).ConfigureAwait(false);
+        }
+        return new(null, AdminRefusal.Unauthenticated, "no credential");
+    }
+
+    private async Task<AdminAuthentication> AuthenticateKeyAsync(string presented, CancellationToken cancellationToken)
+    {
+        if (!ApiKey.TryParseAdmin(presented, out var key))
+        {
+            return new(null, AdminRefusal.Unauthenticated, "malformed admin key");
+        }
+        var record = await _store.FindAsync(key.Value.Id, cancellationToken).ConfigureAwait(false);
+        var actor = "admin-key:" + key.Value.Id;
+        if (record is null)
+        {
+            return new(actor, AdminRefusal.Unauthenticated, "unknown admin key");
+        }
+        if (!record.SecretMatches(key.Value.Secret))
+        {
+            return new(actor, AdminRefusal.Unauthenticated, "wrong admin key secret");
+        }
+        return record.IsRevoked ? new(actor, AdminRefusal.Unauthenticated, "revoked admin key") : new(actor, AdminRefusal.None);
+    }
+
+    private async Task<AdminAuthentication> AuthenticateTokenAsync(string token, EntraIdOptions entra, CancellationToken cancellationToken)
+    {
+        OpenIdConnectConfiguration configuration;
+        try
+        {
+            configuration = await Metadata(entra).GetConfigurationAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (InvalidOperationException)
+        {
+            // The issuer's metadata cannot be fetched: no token can be checked, so none is accepted.
+            return new(null, AdminRefusal.Unauthenticated, "issuer metadata unavailable");
+        }
+        var parameters = new TokenValidationParameters
+        {
+            ValidIssuer = configuration.Issuer,
+            ValidAudience = entra.Audience,
+            IssuerSigningKeys = configuration.SigningKeys,
+            ValidateIssuer = true,
+            ValidateAudience = true,
+            ValidateLifetime = true,
+            ValidateIssuerSigningKey = true,
+            RequireSignedTokens = true,
+            RequireExpirationTime = true,
+            ClockSkew = TimeSpan.FromMinutes(2),
+        };
+        var result = await _tokens.ValidateTokenAsync(token, parameters).ConfigureAwait(false);
+        if (!result.IsValid)
+        {
+            if (result.Exception is SecurityTokenSignatureKeyNotFoundException)
+            {
+                // The issuer may have rolled its keys: fetch the metadata again on the next call.
+                Metadata(entra).RequestRefresh();
+            }
+            return new(null, AdminRefusal.Unauthenticated, "invalid bearer token (" + (result.Exception?.GetType().Name ?? "rejected") + ")");
+        }
+        var identity = result.ClaimsIdentity;
+        var subject = identity.FindFirst("oid")?.Value ?? identity.FindFirst("sub")?.Value ?? identity.FindFirst("azp")?.Value ?? "unknown";
+        var actor = "entra:" + subject;
+        var hasRole = identity.FindAll("roles").Concat(identity.FindAll(ClaimTypes.Role))
+            .Any(c => string.Equals(c.Value, entra.RequiredRole, StringComparison.Ordinal));
+        return hasRole ? new(actor, AdminRefusal.None) : new(actor, AdminRefusal.Forbidden, "token lacks the admin role");
+    }
+
+    private ConfigurationManager<OpenIdConnectConfiguration> Metadata(EntraIdOptions entra)
+    {
+        var address = entra.MetadataAddress
+            ?? new Uri(entra.Authority!.AbsoluteUri.TrimEnd('/') + "/.well-known/openid-configuration");
+        lock (_gate)
+        {
+            if (_metadata is null || _metadataFor != address)
+            {
+                _metadata = new ConfigurationManager<OpenIdConnectConfiguration>(
+                    address.AbsoluteUri,
+                    new OpenIdConnectConfigurationRetriever(),
+                    new HttpDocumentRetriever { RequireHttps = entra.RequireHttpsMetadata });
+                _metadataFor = address;
+            }
+            return _metadata;
+        }
+    }
+}

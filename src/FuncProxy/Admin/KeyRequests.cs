@@ -1,0 +1,462 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using System.Text.RegularExpressions;
+using FuncProxy.Keys;
+using FuncProxy.Proxying;
+
+namespace FuncProxy.Admin;
+
+/// <summary>One bad field of a request: the <c>errors</c> extension of a 400 problem lists these.</summary>
+public sealed record FieldError(
+    [property: JsonPropertyName("field")] string Field,
+    [property: JsonPropertyName("message")] string Message);
+
+/// <summary>
+/// Parses and checks management requests field by field, collecting every problem rather than stopping at the first.
+/// The same rules apply to the CLI, which builds the typed requests from its options. Names and metadata are data:
+/// stored as given (length-limited, no control characters), never interpreted.
+/// </summary>
+public sealed partial class KeyRequests
+{
+    public const int MaxNameLength = 100;
+    public const int MaxOwnerLength = 100;
+    public const int MaxUpstreams = 50;
+    public const int MaxMetadataEntries = 20;
+    public const int MaxMetadataValueLength = 256;
+    public const long MaxLimitValue = 1_000_000_000_000;
+    public static readonly TimeSpan MaxLifetime = TimeSpan.FromDays(3660);
+
+    private static readonly string[] CreateFields = ["name", "owner", "allowedUpstreams", "expiresAt", "limits", "metadata"];
+
+    private static readonly Dictionary<string, Func<KeyLimits, long?, KeyLimits>> LimitFields = new(StringComparer.Ordinal)
+    {
+        ["requestsPerSecond"] = (l, v) => l with { RequestsPerSecond = v },
+        ["requestsPerMinute"] = (l, v) => l with { RequestsPerMinute = v },
+        ["requestsPerHour"] = (l, v) => l with { RequestsPerHour = v },
+        ["tokensPerMinute"] = (l, v) => l with { TokensPerMinute = v },
+        ["requestsPerDay"] = (l, v) => l with { RequestsPerDay = v },
+        ["requestsPerMonth"] = (l, v) => l with { RequestsPerMonth = v },
+        ["tokensPerDay"] = (l, v) => l with { TokensPerDay = v },
+        ["tokensPerMonth"] = (l, v) => l with { TokensPerMonth = v },
+    };
+
+    private readonly UpstreamCatalog _catalog;
+    private readonly TimeProvider _time;
+
+    public KeyRequests(UpstreamCatalog catalog, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        ArgumentNullException.ThrowIfNull(time);
+        _catalog = catalog;
+        _time = time;
+    }
+
+    /// <summary>The JSON field names of <see cref="KeyLimits"/>.</summary>
+    public static IEnumerable<string> LimitNames => LimitFields.Keys;
+
+    public KeyCreation? ParseCreation(JsonElement body, List<FieldError> errors)
+    {
+        ArgumentNullException.ThrowIfNull(errors);
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new("$", "The body must be a JSON object."));
+            return null;
+        }
+        RefuseUnknown(body, CreateFields, "", errors);
+        var name = String(body, "name", errors, required: true);
+        var owner = String(body, "owner", errors, required: false);
+        var upstreams = StringArray(body, "allowedUpstreams", errors, required: true);
+        var expires = Date(body, "expiresAt", errors);
+        var limits = body.TryGetProperty("limits", out var l) ? Limits(l, errors) : null;
+        var metadata = body.TryGetProperty("metadata", out var m) ? Metadata(m, errors) : null;
+        var creation = new KeyCreation
+        {
+            Name = name ?? "",
+            Owner = owner,
+            AllowedUpstreams = upstreams ?? [],
+            ExpiresAt = expires?.Value,
+            Limits = limits?.Value,
+            Metadata = metadata ?? new Dictionary<string, string>(),
+        };
+        AddRuleErrors(errors, e => Validate(creation, e));
+        return errors.Count == 0 ? creation : null;
+    }
+
+    /// <summary>A JSON merge patch: absent fields stay, <c>null</c> clears owner, expiry and limits (and empties metadata).</summary>
+    public KeyUpdate? ParseUpdate(JsonElement body, List<FieldError> errors)
+    {
+        ArgumentNullException.ThrowIfNull(errors);
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new("$", "The body must be a JSON object."));
+            return null;
+        }
+        RefuseUnknown(body, CreateFields, "", errors);
+        var update = new KeyUpdate
+        {
+            Name = body.TryGetProperty("name", out _) ? String(body, "name", errors, required: true) : null,
+            Owner = body.TryGetProperty("owner", out _) ? new Change<string?>(String(body, "owner", errors, required: false)) : null,
+            AllowedUpstreams = body.TryGetProperty("allowedUpstreams", out _) ? StringArray(body, "allowedUpstreams", errors, required: true) : null,
+            ExpiresAt = body.TryGetProperty("expiresAt", out _) ? new Change<DateTimeOffset?>(Date(body, "expiresAt", errors)?.Value) : null,
+            Limits = body.TryGetProperty("limits", out var l) ? new Change<KeyLimits?>(Limits(l, errors)?.Value) : null,
+            Metadata = body.TryGetProperty("metadata", out var m) ? Metadata(m, errors) ?? new Dictionary<string, string>() : null,
+        };
+        if (errors.Count == 0 && update.FieldNames().Count == 0)
+        {
+            errors.Add(new("$", "Name at least one field to change: " + string.Join(", ", CreateFields) + "."));
+        }
+        AddRuleErrors(errors, e => Validate(update, e));
+        return errors.Count == 0 ? update : null;
+    }
+
+    /// <summary>The rotation body <c>{"gracePeriodSeconds": n}</c> (optional; no body means no grace).</summary>
+    public static TimeSpan? ParseRotation(JsonElement? body, TimeSpan maxGrace, List<FieldError> errors)
+    {
+        ArgumentNullException.ThrowIfNull(errors);
+        if (body is not { } b)
+        {
+            return TimeSpan.Zero;
+        }
+        if (b.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new("$", "The body must be a JSON object."));
+            return null;
+        }
+        RefuseUnknown(b, ["gracePeriodSeconds"], "", errors);
+        var grace = TimeSpan.Zero;
+        if (b.TryGetProperty("gracePeriodSeconds", out var g) && g.ValueKind != JsonValueKind.Null)
+        {
+            if (g.ValueKind != JsonValueKind.Number || !g.TryGetInt64(out var seconds))
+            {
+                errors.Add(new("gracePeriodSeconds", "Must be a whole number of seconds."));
+            }
+            else
+            {
+                grace = ValidateGrace(seconds, maxGrace, errors) ?? TimeSpan.Zero;
+            }
+        }
+        return errors.Count == 0 ? grace : null;
+    }
+
+    public static TimeSpan? ValidateGrace(long seconds, TimeSpan maxGrace, List<FieldError> errors)
+    {
+        ArgumentNullException.ThrowIfNull(errors);
+        if (seconds < 0 || seconds > (long)maxGrace.TotalSeconds)
+        {
+            errors.Add(new("gracePeriodSeconds", $"Must be between 0 and {(long)maxGrace.TotalSeconds} (FuncProxy:Admin:MaxRotationGracePeriod)."));
+            return null;
+        }
+        return TimeSpan.FromSeconds(seconds);
+    }
+
+    /// <summary>Checks a creation's values (also for the CLI, which builds it from options).</summary>
+    public void Validate(KeyCreation creation, List<FieldError> errors)
+    {
+        ArgumentNullException.ThrowIfNull(creation);
+        ArgumentNullException.ThrowIfNull(errors);
+        CheckText("name", creation.Name, MaxNameLength, errors);
+        if (creation.Owner is not null)
+        {
+            CheckText("owner", creation.Owner, MaxOwnerLength, errors);
+        }
+        CheckUpstreams(creation.AllowedUpstreams, errors);
+        CheckExpiry(creation.ExpiresAt, errors);
+        CheckLimits(creation.Limits, errors);
+        CheckMetadata(creation.Metadata, errors);
+    }
+
+    public void Validate(KeyUpdate update, List<FieldError> errors)
+    {
+        ArgumentNullException.ThrowIfNull(update);
+        ArgumentNullException.ThrowIfNull(errors);
+        if (update.Name is not null)
+        {
+            CheckText("name", update.Name, MaxNameLength, errors);
+        }
+        if (update.Owner is { Value: { } owner })
+        {
+            CheckText("owner", owner, MaxOwnerLength, errors);
+        }
+        if (update.AllowedUpstreams is not null)
+        {
+            CheckUpstreams(update.AllowedUpstreams, errors);
+        }
+        if (update.ExpiresAt is { } expires)
+        {
+            CheckExpiry(expires.Value, errors);
+        }
+        if (update.Limits is { } limits)
+        {
+            CheckLimits(limits.Value, errors);
+        }
+        if (update.Metadata is not null)
+        {
+            CheckMetadata(update.Metadata, errors);
+        }
+    }
+
+    // A field already refused for its shape (missing, wrong type) is not refused again for its value.
+    private static void AddRuleErrors(List<FieldError> errors, Action<List<FieldError>> validate)
+    {
+        var ruleErrors = new List<FieldError>();
+        validate(ruleErrors);
+        errors.AddRange(ruleErrors.Where(r => !errors.Any(e => e.Field == r.Field || r.Field.StartsWith(e.Field + "[", StringComparison.Ordinal) || r.Field.StartsWith(e.Field + ".", StringComparison.Ordinal))));
+    }
+
+    private static void CheckText(string field, string value, int maxLength, List<FieldError> errors)
+    {
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            errors.Add(new(field, "Must not be empty."));
+        }
+        else if (value.Length > maxLength)
+        {
+            errors.Add(new(field, $"At most {maxLength} characters."));
+        }
+        else if (value.Any(char.IsControl))
+        {
+            errors.Add(new(field, "Must not contain control characters."));
+        }
+    }
+
+    private void CheckUpstreams(IReadOnlyList<string> upstreams, List<FieldError> errors)
+    {
+        if (upstreams.Count == 0)
+        {
+            errors.Add(new("allowedUpstreams", "Name at least one upstream, or '*' for all."));
+            return;
+        }
+        if (upstreams.Count > MaxUpstreams)
+        {
+            errors.Add(new("allowedUpstreams", $"At most {MaxUpstreams} upstreams."));
+            return;
+        }
+        for (var i = 0; i < upstreams.Count; i++)
+        {
+            var u = upstreams[i];
+            if (u == KeyRecord.AnyUpstream)
+            {
+                continue;
+            }
+            if (!UpstreamCatalog.IsValidName(u) || _catalog.Find(u) is null)
+            {
+                errors.Add(new($"allowedUpstreams[{i}]", "Not a configured upstream (or '*')."));
+            }
+            else if (upstreams.Take(i).Contains(u, StringComparer.OrdinalIgnoreCase))
+            {
+                errors.Add(new($"allowedUpstreams[{i}]", "Listed twice."));
+            }
+        }
+    }
+
+    private void CheckExpiry(DateTimeOffset? expires, List<FieldError> errors)
+    {
+        if (expires is not { } e)
+        {
+            return;
+        }
+        var now = _time.GetUtcNow();
+        if (e <= now)
+        {
+            errors.Add(new("expiresAt", "Must be in the future."));
+        }
+        else if (e > now + MaxLifetime)
+        {
+            errors.Add(new("expiresAt", "At most 10 years ahead."));
+        }
+    }
+
+    private static void CheckLimits(KeyLimits? limits, List<FieldError> errors)
+    {
+        if (limits is null)
+        {
+            return;
+        }
+        foreach (var (name, value) in LimitValues(limits))
+        {
+            if (value is { } v && (v < 1 || v > MaxLimitValue))
+            {
+                errors.Add(new("limits." + name, $"Must be between 1 and {MaxLimitValue}, or null for the default."));
+            }
+        }
+    }
+
+    /// <summary>Each limit's JSON name and value.</summary>
+    public static IEnumerable<(string Name, long? Value)> LimitValues(KeyLimits l) =>
+    [
+        ("requestsPerSecond", l.RequestsPerSecond), ("requestsPerMinute", l.RequestsPerMinute), ("requestsPerHour", l.RequestsPerHour),
+        ("tokensPerMinute", l.TokensPerMinute), ("requestsPerDay", l.RequestsPerDay), ("requestsPerMonth", l.RequestsPerMonth),
+        ("tokensPerDay", l.TokensPerDay), ("tokensPerMonth", l.TokensPerMonth),
+    ];
+
+    private static void CheckMetadata(IReadOnlyDictionary<string, string> metadata, List<FieldError> errors)
+    {
+        if (metadata.Count > MaxMetadataEntries)
+        {
+            errors.Add(new("metadata", $"At most {MaxMetadataEntries} entries."));
+            return;
+        }
+        foreach (var (name, value) in metadata)
+        {
+            if (!MetadataName().IsMatch(name))
+            {
+                errors.Add(new("metadata", "Entry names are 1-64 characters of letters, digits, '.', '_' or '-'."));
+            }
+            else if (value is null || value.Length > MaxMetadataValueLength || value.Any(char.IsControl))
+            {
+                errors.Add(new("metadata." + name, $"A string of at most {MaxMetadataValueLength} characters without control characters."));
+            }
+        }
+    }
+
+    private static void RefuseUnknown(JsonElement body, string[] known, string prefix, List<FieldError> errors)
+    {
+        foreach (var property in body.EnumerateObject())
+        {
+            if (!known.Contains(property.Name, StringComparer.Ordinal))
+            {
+                errors.Add(new(prefix + Shorten(property.Name), "Unknown field."));
+            }
+        }
+    }
+
+    private static string Shorten(string name) => name.Length <= 64 ? name : name[..64] + "…";
+
+    private static string? String(JsonElement body, string field, List<FieldError> errors, bool required)
+    {
+        if (!body.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            if (required)
+            {
+                errors.Add(new(field, "Required."));
+            }
+            return null;
+        }
+        if (value.ValueKind != JsonValueKind.String)
+        {
+            errors.Add(new(field, "Must be a string."));
+            return null;
+        }
+        return value.GetString();
+    }
+
+    private static List<string>? StringArray(JsonElement body, string field, List<FieldError> errors, bool required)
+    {
+        if (!body.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            if (required)
+            {
+                errors.Add(new(field, "Required: a list of upstream names, or [\"*\"]."));
+            }
+            return null;
+        }
+        if (value.ValueKind != JsonValueKind.Array)
+        {
+            errors.Add(new(field, "Must be an array of strings."));
+            return null;
+        }
+        var list = new List<string>();
+        var i = 0;
+        foreach (var item in value.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.String)
+            {
+                errors.Add(new($"{field}[{i}]", "Must be a string."));
+            }
+            else
+            {
+                list.Add(item.GetString()!);
+            }
+            i++;
+        }
+        return list;
+    }
+
+    private static Change<DateTimeOffset?>? Date(JsonElement body, string field, List<FieldError> errors)
+    {
+        if (!body.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            return new(null);
+        }
+        if (value.ValueKind != JsonValueKind.String || !TryParseTimestamp(value.GetString(), out var parsed))
+        {
+            errors.Add(new(field, "Must be an RFC 3339 date-time with an offset, e.g. 2027-01-31T12:00:00Z."));
+            return null;
+        }
+        return new(parsed);
+    }
+
+    private static readonly string[] TimestampFormats =
+    [
+        "yyyy-MM-dd'T'HH:mm:ss'Z'", "yyyy-MM-dd'T'HH:mm:ss.FFFFFFF'Z'", "yyyy-MM-dd'T'HH:mm:sszzz", "yyyy-MM-dd'T'HH:mm:ss.FFFFFFFzzz",
+    ];
+
+    /// <summary>An RFC 3339 date-time that names its offset (<c>Z</c> or <c>+hh:mm</c>): no guessing of time zones.</summary>
+    public static bool TryParseTimestamp(string? text, out DateTimeOffset value)
+    {
+        var ok = DateTimeOffset.TryParseExact(text, TimestampFormats, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out value);
+        value = value.ToUniversalTime();
+        return ok;
+    }
+
+    private static Change<KeyLimits?>? Limits(JsonElement value, List<FieldError> errors)
+    {
+        if (value.ValueKind == JsonValueKind.Null)
+        {
+            return new(null);
+        }
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new("limits", "Must be an object such as {\"requestsPerMinute\": 60}, or null for the defaults."));
+            return null;
+        }
+        var limits = new KeyLimits();
+        foreach (var property in value.EnumerateObject())
+        {
+            if (!LimitFields.TryGetValue(property.Name, out var set))
+            {
+                errors.Add(new("limits." + Shorten(property.Name), "Unknown limit. Known: " + string.Join(", ", LimitFields.Keys) + "."));
+                continue;
+            }
+            if (property.Value.ValueKind == JsonValueKind.Null)
+            {
+                continue;
+            }
+            if (property.Value.ValueKind != JsonValueKind.Number || !property.Value.TryGetInt64(out var n))
+            {
+                errors.Add(new("limits." + property.Name, "Must be a whole number, or null for the default."));
+                continue;
+            }
+            limits = set(limits, n);
+        }
+        return new(limits);
+    }
+
+    private static Dictionary<string, string>? Metadata(JsonElement value, List<FieldError> errors)
+    {
+        if (value.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new("metadata", "Must be an object of string values."));
+            return null;
+        }
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var property in value.EnumerateObject())
+        {
+            if (property.Value.ValueKind != JsonValueKind.String)
+            {
+                errors.Add(new("metadata." + Shorten(property.Name), "Must be a string."));
+                continue;
+            }
+            metadata[property.Name] = property.Value.GetString()!;
+        }
+        return metadata;
+    }
+
+    [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$", RegexOptions.CultureInvariant)]
+    private static partial Regex MetadataName();
+}

@@ -1,0 +1,174 @@
+using System.Text.Json;
+using FuncProxy.Server;
+using FuncProxy.Tests.Infrastructure;
+using Microsoft.Extensions.Configuration;
+using static FuncProxy.Tests.Admin.AdminTestKit;
+
+namespace FuncProxy.Tests.Admin;
+
+/// <summary>The operator CLI in-process, on the test storage: every verb, its output, JSON and exit codes.</summary>
+public sealed class OperatorCliTests : IAsyncLifetime
+{
+    private readonly string _prefix = TestStorage.NewTablePrefix();
+    private UpstreamStub _stub = null!;
+    private string _connection = null!;
+
+    public async Task InitializeAsync()
+    {
+        _stub = await UpstreamStub.StartAsync();
+        _connection = await TestStorage.GetConnectionStringAsync();
+    }
+
+    public async Task DisposeAsync() => await _stub.DisposeAsync();
+
+    private async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        var code = await OperatorCli.RunAsync(args, output, error, config =>
+        {
+            config.Sources.Clear();
+            config.AddInMemoryCollection(new Dictionary<string, string?>(Settings(_stub))
+            {
+                ["FuncProxy:Storage:ConnectionString"] = _connection,
+                ["FuncProxy:Storage:TablePrefix"] = _prefix,
+                ["FuncProxy:Admin:MaxRotationGracePeriod"] = "01:00:00",
+            });
+        });
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private async Task<(string Id, string Key)> CreateAsync(params string[] extra)
+    {
+        var (code, output, error) = await RunAsync(["keys", "create", "--name", "cli-app", "--upstream", "echo", "--json", .. extra]);
+        Assert.True(code == OperatorCli.Ok, error);
+        var json = JsonDocument.Parse(output).RootElement;
+        return (json.GetProperty("record").GetProperty("id").GetString()!, json.GetProperty("key").GetString()!);
+    }
+
+    [Fact]
+    public async Task Keys_create_get_list_update_disable_enable_rotate_revoke_work_and_are_audited()
+    {
+        var (code, text, _) = await RunAsync("keys", "create", "--name", "human", "--upstream", "echo", "--owner", "ops", "--limit", "requestsPerMinute=60", "--meta", "ticket=OPS-7");
+        Assert.Equal(OperatorCli.Ok, code);
+        Assert.Contains("shown once", text, StringComparison.Ordinal);
+        var (id, key) = await CreateAsync("--owner", "ops");
+        Assert.StartsWith("fpk_" + id, key);
+
+        var get = await RunAsync("keys", "get", id);
+        Assert.Equal(OperatorCli.Ok, get.Code);
+        Assert.Contains("cli-app", get.Out, StringComparison.Ordinal);
+        Assert.DoesNotContain(key[21..], get.Out, StringComparison.Ordinal);
+
+        var list = await RunAsync("keys", "list", "--owner", "ops");
+        Assert.Equal(OperatorCli.Ok, list.Code);
+        Assert.Contains("2 key(s).", list.Out, StringComparison.Ordinal);
+        var listJson = await RunAsync("keys", "list", "--status", "active", "--json");
+        Assert.Equal(2, JsonDocument.Parse(listJson.Out).RootElement.GetArrayLength());
+
+        var update = await RunAsync("keys", "update", id, "--name", "renamed", "--clear-owner", "--limit", "tokensPerDay=1000", "--json");
+        Assert.Equal(OperatorCli.Ok, update.Code);
+        var updated = JsonDocument.Parse(update.Out).RootElement;
+        Assert.Equal("renamed", updated.GetProperty("name").GetString());
+        Assert.Equal(JsonValueKind.Null, updated.GetProperty("owner").ValueKind);
+        Assert.Equal(1000, updated.GetProperty("limits").GetProperty("tokensPerDay").GetInt64());
+
+        Assert.Equal(OperatorCli.Ok, (await RunAsync("keys", "disable", id)).Code);
+        Assert.Contains("disabled", (await RunAsync("keys", "list", "--status", "disabled")).Out, StringComparison.Ordinal);
+        Assert.Equal(OperatorCli.Ok, (await RunAsync("keys", "enable", id)).Code);
+
+        var rotate = await RunAsync("keys", "rotate", id, "--grace", "30m");
+        Assert.Equal(OperatorCli.Ok, rotate.Code);
+        Assert.Contains("fpk_" + id + "_", rotate.Out, StringComparison.Ordinal);
+        Assert.Contains("old secret works until", rotate.Out, StringComparison.Ordinal);
+
+        var revoke = await RunAsync("keys", "revoke", id);
+        Assert.Equal(OperatorCli.Ok, revoke.Code);
+        Assert.Contains("Revoked key " + id, revoke.Out, StringComparison.Ordinal);
+        var enableRevoked = await RunAsync("keys", "enable", id);
+        Assert.Equal(OperatorCli.Conflict, enableRevoked.Code);
+
+        var audit = await RunAsync("audit", "--key", id, "--json");
+        Assert.Equal(OperatorCli.Ok, audit.Code);
+        var actions = JsonDocument.Parse(audit.Out).RootElement.EnumerateArray().Select(e => e.GetProperty("action").GetString()!).ToArray();
+        Assert.Equal(["key.enable", "key.revoke", "key.rotate", "key.enable", "key.disable", "key.update", "key.create"], actions);
+        Assert.All(JsonDocument.Parse(audit.Out).RootElement.EnumerateArray(), e => Assert.StartsWith("cli:", e.GetProperty("actor").GetString(), StringComparison.Ordinal));
+        var auditTable = await RunAsync("audit");
+        Assert.Contains("key.rotate", auditTable.Out, StringComparison.Ordinal);
+        Assert.DoesNotContain(key[21..], auditTable.Out, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Keys_usage_reports_the_usage_table()
+    {
+        var (id, _) = await CreateAsync();
+        await using (var gateway = await GatewayHost.StartAsync(Settings(_stub), _prefix))
+        {
+            var tables = (FuncProxyTables)gateway.Services.GetService(typeof(FuncProxyTables))!;
+            var usage = await tables.GetUsageAsync();
+            var stamp = DateTime.UtcNow.ToString("yyyyMMddHH", System.Globalization.CultureInfo.InvariantCulture);
+            await usage.AddEntityAsync(new Azure.Data.Tables.TableEntity(id, stamp + "_echo") { ["Requests"] = 4L, ["InputTokens"] = 40L, ["OutputTokens"] = 9L });
+        }
+        var table = await RunAsync("keys", "usage", id);
+        Assert.Equal(OperatorCli.Ok, table.Code);
+        Assert.Contains("echo", table.Out, StringComparison.Ordinal);
+        var json = JsonDocument.Parse((await RunAsync("keys", "usage", id, "--json")).Out).RootElement;
+        Assert.Equal(4, json.GetProperty("totals").GetProperty("requests").GetInt64());
+        Assert.Equal(9, json.GetProperty("totals").GetProperty("outputTokens").GetInt64());
+    }
+
+    [Fact]
+    public async Task Admin_keys_create_list_and_revoke_and_a_revoked_admin_key_is_refused_by_the_API()
+    {
+        var (code, output, _) = await RunAsync("admin-keys", "create", "--name", "ops-laptop", "--json");
+        Assert.Equal(OperatorCli.Ok, code);
+        var created = JsonDocument.Parse(output).RootElement;
+        var adminKey = created.GetProperty("key").GetString()!;
+        var adminId = created.GetProperty("record").GetProperty("id").GetString()!;
+        Assert.StartsWith("fpa_" + adminId + "_", adminKey);
+
+        await using var gateway = await GatewayHost.StartAsync(Settings(_stub), _prefix);
+        using var admin = gateway.AdminClient(adminKey);
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await admin.GetAsync("keys")).StatusCode);
+
+        var list = await RunAsync("admin-keys", "list");
+        Assert.Contains(adminId, list.Out, StringComparison.Ordinal);
+        Assert.Contains("active", list.Out, StringComparison.Ordinal);
+        Assert.DoesNotContain(adminKey[21..], list.Out, StringComparison.Ordinal);
+
+        Assert.Equal(OperatorCli.Ok, (await RunAsync("admin-keys", "revoke", adminId)).Code);
+        Assert.Contains("revoked", (await RunAsync("admin-keys", "list")).Out, StringComparison.Ordinal);
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, (await admin.GetAsync("keys")).StatusCode);
+        Assert.Equal(OperatorCli.NotFound, (await RunAsync("admin-keys", "revoke", new string('b', 16))).Code);
+
+        var audit = JsonDocument.Parse((await RunAsync("audit", "--key", adminId, "--json")).Out).RootElement;
+        Assert.Equal(["adminkey.revoke", "adminkey.create"], audit.EnumerateArray().Select(e => e.GetProperty("action").GetString()!).ToArray());
+    }
+
+    [Fact]
+    public async Task Bad_usage_invalid_values_and_unknown_ids_get_their_documented_exit_codes()
+    {
+        Assert.Equal(OperatorCli.Usage, (await RunAsync("keys", "frobnicate")).Code);
+        Assert.Equal(OperatorCli.Usage, (await RunAsync("keys", "list", "--bogus", "1")).Code);
+        Assert.Equal(OperatorCli.Usage, (await RunAsync("keys", "get")).Code);
+        Assert.Equal(OperatorCli.Ok, (await RunAsync("--help")).Code);
+
+        var invalid = await RunAsync("keys", "create", "--name", "x", "--upstream", "nope", "--expires", "2001-01-01", "--limit", "requestsPerMinute=0", "--meta", "novalue");
+        Assert.Equal(OperatorCli.Usage, invalid.Code);
+        foreach (var field in new[] { "allowedUpstreams[0]", "expiresAt", "limits.requestsPerMinute", "meta" })
+        {
+            Assert.Contains(field + ":", invalid.Err, StringComparison.Ordinal);
+        }
+        var (id, _) = await CreateAsync();
+        var tooMuchGrace = await RunAsync("keys", "rotate", id, "--grace", "2h");
+        Assert.Equal(OperatorCli.Usage, tooMuchGrace.Code);
+        Assert.Contains("gracePeriodSeconds", tooMuchGrace.Err, StringComparison.Ordinal);
+
+        var unknown = new string('a', 16);
+        foreach (var verb in new[] { "get", "disable", "enable", "revoke", "rotate", "usage" })
+        {
+            Assert.Equal(OperatorCli.NotFound, (await RunAsync("keys", verb, unknown)).Code);
+        }
+        Assert.Equal(OperatorCli.NotFound, (await RunAsync("keys", "update", unknown, "--name", "x")).Code);
+    }
+}
