@@ -1,4 +1,5 @@
 using FuncProxy.Keys;
+using FuncProxy.RateLimiting;
 using FuncProxy.Secrets;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -8,8 +9,8 @@ using Yarp.ReverseProxy.Forwarder;
 namespace FuncProxy.Proxying;
 
 /// <summary>
-/// The client call path: route, authenticate, authorize, attach the provider's credential, forward with YARP, and turn
-/// every failure into problem+json. Both hosts call <see cref="HandleAsync"/> with the request's <see cref="HttpContext"/>.
+/// The client call path: route, authenticate, authorize, limit, attach the provider's credential, forward with YARP, meter,
+/// and turn every failure into problem+json. Both hosts call <see cref="HandleAsync"/> with the request's <see cref="HttpContext"/>.
 /// </summary>
 public sealed partial class ProxyHandler
 {
@@ -18,6 +19,8 @@ public sealed partial class ProxyHandler
     private readonly SecretCache _secrets;
     private readonly IHttpForwarder _forwarder;
     private readonly UpstreamInvoker _invoker;
+    private readonly RequestLimiter _limiter;
+    private readonly UsageMeter _meter;
     private readonly ILogger _logger;
 
     public ProxyHandler(
@@ -26,6 +29,8 @@ public sealed partial class ProxyHandler
         SecretCache secrets,
         IHttpForwarder forwarder,
         UpstreamInvoker invoker,
+        RequestLimiter limiter,
+        UsageMeter meter,
         ILogger<ProxyHandler> logger)
     {
         ArgumentNullException.ThrowIfNull(catalog);
@@ -33,12 +38,16 @@ public sealed partial class ProxyHandler
         ArgumentNullException.ThrowIfNull(secrets);
         ArgumentNullException.ThrowIfNull(forwarder);
         ArgumentNullException.ThrowIfNull(invoker);
+        ArgumentNullException.ThrowIfNull(limiter);
+        ArgumentNullException.ThrowIfNull(meter);
         ArgumentNullException.ThrowIfNull(logger);
         _catalog = catalog;
         _authenticator = authenticator;
         _secrets = secrets;
         _forwarder = forwarder;
         _invoker = invoker;
+        _limiter = limiter;
+        _meter = meter;
         _logger = logger;
     }
 
@@ -106,6 +115,17 @@ public sealed partial class ProxyHandler
             await BodyTooLargeAsync(context, route).ConfigureAwait(false);
             return;
         }
+
+        // 4. Limit: the key's policies admit the call, reserving its expected tokens, or answer 429 themselves.
+        var admission = await _limiter.AdmitAsync(context, key, route).ConfigureAwait(false);
+        if (admission is null)
+        {
+            return;
+        }
+
+        // 7. Meter (set up now, done when the response has ended): usage is read as the response streams, settles the
+        // token reservation and is counted in the usage table.
+        using var metering = _meter.Begin(context, key, route.Name, admission);
 
         // 5. Secret.
         CachedSecret? secret = null;
