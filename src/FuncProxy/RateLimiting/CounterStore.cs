@@ -67,37 +67,38 @@ public sealed class CounterStore
         var read = known is not null;
         for (var attempt = 1; attempt <= MaxAttempts; attempt++)
         {
-            if (!read)
-            {
-                row = await ReadAsync(keyId, rowKey, cancellationToken).ConfigureAwait(false);
-                read = true;
-            }
-            var used = row?.Used ?? 0;
-            var remaining = Math.Max(0, policy.Limit - used);
-            var granted = remaining >= need ? Math.Min(want, remaining) : 0;
-            if (granted == 0 && debt == 0)
-            {
-                return new Claim(0, row ?? new CounterRow(0, default), 0, Contended: false);
-            }
-            var entity = new TableEntity(keyId, rowKey)
-            {
-                [UsedColumn] = used + granted + debt,
-                [LimitColumn] = policy.Limit,
-            };
             try
             {
+                if (!read)
+                {
+                    row = await ReadAsync(keyId, rowKey, cancellationToken).ConfigureAwait(false);
+                    read = true;
+                }
+                var used = row?.Used ?? 0;
+                var remaining = Math.Max(0, policy.Limit - used);
+                var granted = remaining >= need ? Math.Min(want, remaining) : 0;
+                if (granted == 0 && debt == 0)
+                {
+                    return new Claim(0, row ?? new CounterRow(0, default), 0, Contended: false);
+                }
+                var entity = new TableEntity(keyId, rowKey)
+                {
+                    [UsedColumn] = used + granted + debt,
+                    [LimitColumn] = policy.Limit,
+                };
                 var written = await WriteAsync(entity, row, cancellationToken).ConfigureAwait(false);
                 return new Claim(granted, new CounterRow(used + granted + debt, written), debt, Contended: false);
             }
-            catch (RequestFailedException e) when (e.Status is 412 or 409 || (e.Status == 404 && e.ErrorCode != "TableNotFound"))
+            catch (RequestFailedException e) when (e.Status == 404 && e.ErrorCode == "TableNotFound")
+            {
+                // The table is gone (deleted, or an emulator restarted empty): create it again on the next try.
+                _tables.Forget(FuncProxyTables.Keys);
+                read = false;
+            }
+            catch (RequestFailedException e) when (e.Status is 412 or 409 or 404)
             {
                 // Another instance wrote (or created, or the row is gone): read the row again and retry.
                 Interlocked.Increment(ref _conflicts);
-                read = false;
-            }
-            catch (RequestFailedException e) when (e.Status == 404)
-            {
-                _tables.Forget(FuncProxyTables.Keys);
                 read = false;
             }
             await Task.Delay(Random.Shared.Next(1, 4 * attempt), cancellationToken).ConfigureAwait(false);
@@ -110,16 +111,7 @@ public sealed class CounterStore
         var table = await _tables.GetKeysAsync(cancellationToken).ConfigureAwait(false);
         var sent = _clock.LocalNow;
         Interlocked.Increment(ref _operations);
-        NullableResponse<TableEntity> response;
-        try
-        {
-            response = await table.GetEntityIfExistsAsync<TableEntity>(keyId, rowKey, [UsedColumn], cancellationToken).ConfigureAwait(false);
-        }
-        catch (RequestFailedException e) when (e.Status == 404)
-        {
-            _tables.Forget(FuncProxyTables.Keys);
-            throw;
-        }
+        var response = await table.GetEntityIfExistsAsync<TableEntity>(keyId, rowKey, [UsedColumn], cancellationToken).ConfigureAwait(false);
         Observe(response.GetRawResponse(), sent);
         if (!response.HasValue)
         {
