@@ -38,6 +38,9 @@ public sealed class FuncProxyOptions
     /// remote address is the client, and <c>X-Forwarded-For</c> is ignored, since anyone can send it.
     /// </summary>
     public List<string> TrustedProxies { get; set; } = [];
+
+    /// <summary>Default rate limits and quotas for every key (a key's own <c>Limits</c> override them), and how the distributed limiter behaves.</summary>
+    public LimitOptions Limits { get; set; } = new();
 }
 
 /// <summary>Table Storage settings.</summary>
@@ -185,4 +188,90 @@ public sealed class EntraIdOptions
 
     /// <summary>Require https for the metadata and key documents. Only tests on loopback turn this off.</summary>
     public bool RequireHttpsMetadata { get; set; } = true;
+}
+
+/// <summary>What the limiter does while Table Storage cannot be reached (or answers slower than <see cref="LimitOptions.StorageTimeout"/>).</summary>
+public enum StorageFailureMode
+{
+    /// <summary>Admit only what this instance's share of each limit allows: <c>limit / ExpectedInstances</c> per window. Recommended.</summary>
+    LocalShare,
+
+    /// <summary>Refuse with 503 whatever the leases already held in memory cannot cover.</summary>
+    Closed,
+
+    /// <summary>Admit everything until storage returns: limits are not enforced meanwhile.</summary>
+    Open,
+}
+
+/// <summary>
+/// Default limits (null: no such limit) and the limiter's knobs. Windows are fixed and aligned to UTC: seconds, minutes,
+/// hours, days, calendar months. Several limits can apply at once; the tightest decides.
+/// </summary>
+public sealed class LimitOptions
+{
+    /// <summary>Requests per second, per key.</summary>
+    public long? RequestsPerSecond { get; set; }
+
+    /// <summary>Requests per minute, per key.</summary>
+    public long? RequestsPerMinute { get; set; }
+
+    /// <summary>Requests per hour, per key.</summary>
+    public long? RequestsPerHour { get; set; }
+
+    /// <summary>Tokens (input plus output) per minute, per key; reserved on admission and settled with the upstream's reported usage.</summary>
+    public long? TokensPerMinute { get; set; }
+
+    /// <summary>Daily request quota (UTC day), per key.</summary>
+    public long? RequestsPerDay { get; set; }
+
+    /// <summary>Monthly request quota (UTC calendar month), per key.</summary>
+    public long? RequestsPerMonth { get; set; }
+
+    /// <summary>Daily token quota (UTC day), per key.</summary>
+    public long? TokensPerDay { get; set; }
+
+    /// <summary>Monthly token quota (UTC calendar month), per key.</summary>
+    public long? TokensPerMonth { get; set; }
+
+    /// <summary>Behaviour while storage is down or slow. See <see cref="StorageFailureMode"/>; the default keeps serving within a local share of each limit.</summary>
+    public StorageFailureMode StorageFailureMode { get; set; } = StorageFailureMode.LocalShare;
+
+    /// <summary>
+    /// How many instances usually serve traffic. Used for the local share while storage is down (<c>limit / ExpectedInstances</c>)
+    /// and to cap each lease near the limit, so one instance cannot sit on permits the others need.
+    /// </summary>
+    public int ExpectedInstances { get; set; } = 4;
+
+    /// <summary>Longest wait for one storage claim; past it the claim counts as a storage failure.</summary>
+    public TimeSpan StorageTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>After a storage failure, how long the limiter stays in its failure mode before it tries storage again.</summary>
+    public TimeSpan StorageRetryInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// A lease aims to cover this much of the instance's recent demand, so a steady hot key needs one storage write per
+    /// this interval at most. Shorter: fairer between instances, more writes.
+    /// </summary>
+    public TimeSpan LeaseDemandWindow { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Largest block of permits (requests or tokens) one claim takes.</summary>
+    public long MaxLeaseBlock { get; set; } = 1000;
+
+    /// <summary>
+    /// Take window boundaries from storage's clock (the <c>Date</c> of its responses, tracked as an offset to the local clock),
+    /// so instances whose clocks differ still agree on windows. Off: the local clock decides.
+    /// </summary>
+    public bool UseStorageClock { get; set; } = true;
+
+    /// <summary>How much of a JSON request body is read ahead (then replayed to the upstream) to find <c>max_tokens</c> for the token reservation.</summary>
+    public int TokenEstimatePeekBytes { get; set; } = 64 * 1024;
+
+    /// <summary>Request body bytes counted as one input token when reserving (a rough, deliberately generous average).</summary>
+    public int BytesPerToken { get; set; } = 4;
+
+    /// <summary>Output tokens reserved when the request names no <c>max_tokens</c>, <c>max_completion_tokens</c> or <c>max_output_tokens</c>.</summary>
+    public long DefaultOutputTokens { get; set; } = 1024;
+
+    /// <summary>How often usage totals are written to the <c>usage</c> table (also on shutdown).</summary>
+    public TimeSpan UsageFlushInterval { get; set; } = TimeSpan.FromSeconds(10);
 }

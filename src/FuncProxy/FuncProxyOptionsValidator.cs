@@ -95,6 +95,7 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
                 errors.Add($"{P}:TrustedProxies: '{proxy}' is not an IP address or CIDR range.");
             }
         }
+        ValidateLimits(options.Limits, errors);
 
         foreach (var (upstreamName, upstream) in options.Upstreams)
         {
@@ -142,5 +143,63 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    private static void ValidateLimits(LimitOptions limits, List<string> errors)
+    {
+        const string At = FuncProxyOptions.SectionName + ":Limits";
+        foreach (var (name, value) in new (string, long?)[]
+        {
+            (nameof(limits.RequestsPerSecond), limits.RequestsPerSecond), (nameof(limits.RequestsPerMinute), limits.RequestsPerMinute),
+            (nameof(limits.RequestsPerHour), limits.RequestsPerHour), (nameof(limits.TokensPerMinute), limits.TokensPerMinute),
+            (nameof(limits.RequestsPerDay), limits.RequestsPerDay), (nameof(limits.RequestsPerMonth), limits.RequestsPerMonth),
+            (nameof(limits.TokensPerDay), limits.TokensPerDay), (nameof(limits.TokensPerMonth), limits.TokensPerMonth),
+        })
+        {
+            if (value is <= 0)
+            {
+                errors.Add($"{At}:{name} must be positive, or absent for no limit.");
+            }
+        }
+        if (!Enum.IsDefined(limits.StorageFailureMode))
+        {
+            errors.Add($"{At}:StorageFailureMode must be LocalShare, Closed or Open.");
+        }
+        if (limits.ExpectedInstances is < 1 or > 10_000)
+        {
+            errors.Add($"{At}:ExpectedInstances must be between 1 and 10000.");
+        }
+        if (limits.StorageTimeout <= TimeSpan.Zero || limits.StorageTimeout > TimeSpan.FromSeconds(30))
+        {
+            errors.Add($"{At}:StorageTimeout must be positive and at most 30 seconds: requests wait for it.");
+        }
+        if (limits.StorageRetryInterval <= TimeSpan.Zero)
+        {
+            errors.Add($"{At}:StorageRetryInterval must be positive.");
+        }
+        if (limits.LeaseDemandWindow <= TimeSpan.Zero || limits.LeaseDemandWindow > TimeSpan.FromSeconds(10))
+        {
+            errors.Add($"{At}:LeaseDemandWindow must be positive and at most 10 seconds.");
+        }
+        if (limits.MaxLeaseBlock < 1)
+        {
+            errors.Add($"{At}:MaxLeaseBlock must be at least 1.");
+        }
+        if (limits.TokenEstimatePeekBytes is < 0 or > 1024 * 1024)
+        {
+            errors.Add($"{At}:TokenEstimatePeekBytes must be between 0 and 1 MiB.");
+        }
+        if (limits.BytesPerToken < 1)
+        {
+            errors.Add($"{At}:BytesPerToken must be at least 1.");
+        }
+        if (limits.DefaultOutputTokens < 0)
+        {
+            errors.Add($"{At}:DefaultOutputTokens must not be negative.");
+        }
+        if (limits.UsageFlushInterval <= TimeSpan.Zero)
+        {
+            errors.Add($"{At}:UsageFlushInterval must be positive.");
+        }
     }
 }

@@ -4,6 +4,7 @@ using FuncProxy.Http;
 using FuncProxy.Hosting;
 using FuncProxy.Keys;
 using FuncProxy.Proxying;
+using FuncProxy.RateLimiting;
 using FuncProxy.Secrets;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -58,6 +59,15 @@ public static class FuncProxyServiceCollectionExtensions
             return new ConfigurationSecretSource(sp.GetRequiredService<IOptionsMonitor<FuncProxy.FuncProxyOptions>>());
         });
         services.TryAddSingleton<SecretCache>();
+
+        services.TryAddSingleton(sp => new LimiterClock(
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<IOptions<FuncProxy.FuncProxyOptions>>().Value.Limits.UseStorageClock));
+        services.TryAddSingleton<CounterStore>();
+        services.TryAddSingleton<KeyRateLimiter>();
+        services.TryAddSingleton<RequestLimiter>();
+        services.TryAddSingleton<UsageMeter>();
+        services.AddHostedService(sp => sp.GetRequiredService<UsageMeter>());
 
         services.TryAddSingleton<UpstreamCatalog>();
         services.TryAddSingleton<UpstreamInvoker>();

@@ -9,8 +9,8 @@ public enum KeyStatus
 }
 
 /// <summary>
-/// Per-key limit overrides; a null field falls back to the configured default. Several policies can be set at once
-/// and the tightest decides.
+/// Per-key limit overrides; a null field falls back to the configured default (<c>FuncProxy:Limits</c>), and 0 lifts that
+/// limit for this key. Several policies can be set at once and the tightest decides.
 /// </summary>
 public sealed record KeyLimits
 {

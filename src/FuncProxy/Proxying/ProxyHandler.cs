@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using FuncProxy.Http;
 using FuncProxy.Keys;
+using FuncProxy.RateLimiting;
 using FuncProxy.Secrets;
 using FuncProxy.Telemetry;
 using Microsoft.AspNetCore.Http;
@@ -11,8 +12,8 @@ using Yarp.ReverseProxy.Forwarder;
 namespace FuncProxy.Proxying;
 
 /// <summary>
-/// The client call path: route, authenticate, authorize, attach the provider's credential, forward with YARP, and turn
-/// every failure into problem+json. Both hosts call <see cref="HandleAsync"/> with the request's <see cref="HttpContext"/>.
+/// The client call path: route, authenticate, authorize, limit, attach the provider's credential, forward with YARP, meter,
+/// and turn every failure into problem+json. Both hosts call <see cref="HandleAsync"/> with the request's <see cref="HttpContext"/>.
 /// </summary>
 public sealed partial class ProxyHandler
 {
@@ -22,6 +23,8 @@ public sealed partial class ProxyHandler
     private readonly IHttpForwarder _forwarder;
     private readonly UpstreamInvoker _invoker;
     private readonly FuncProxyMetrics _metrics;
+    private readonly RequestLimiter _limiter;
+    private readonly UsageMeter _meter;
     private readonly ILogger _logger;
     private readonly ClientAddress _clientAddress;
     private readonly FailureLockout _keyLockout;
@@ -33,6 +36,8 @@ public sealed partial class ProxyHandler
         IHttpForwarder forwarder,
         UpstreamInvoker invoker,
         FuncProxyMetrics metrics,
+        RequestLimiter limiter,
+        UsageMeter meter,
         ILogger<ProxyHandler> logger,
         ClientAddress clientAddress,
         ClientKeyLockout keyLockout)
@@ -47,6 +52,8 @@ public sealed partial class ProxyHandler
         ArgumentNullException.ThrowIfNull(forwarder);
         ArgumentNullException.ThrowIfNull(invoker);
         ArgumentNullException.ThrowIfNull(metrics);
+        ArgumentNullException.ThrowIfNull(limiter);
+        ArgumentNullException.ThrowIfNull(meter);
         ArgumentNullException.ThrowIfNull(logger);
         _metrics = metrics;
         _catalog = catalog;
@@ -54,6 +61,8 @@ public sealed partial class ProxyHandler
         _secrets = secrets;
         _forwarder = forwarder;
         _invoker = invoker;
+        _limiter = limiter;
+        _meter = meter;
         _logger = logger;
     }
 
@@ -150,6 +159,17 @@ public sealed partial class ProxyHandler
             await BodyTooLargeAsync(context, route).ConfigureAwait(false);
             return "request_too_large";
         }
+
+        // 4. Limit: the key's policies admit the call, reserving its expected tokens, or answer 429 themselves.
+        var admission = await _limiter.AdmitAsync(context, key, route).ConfigureAwait(false);
+        if (admission is null)
+        {
+            return "rate_limited";
+        }
+
+        // 7. Meter (set up now, done when the response has ended): usage is read as the response streams, settles the
+        // token reservation and is counted in the usage table.
+        using var metering = _meter.Begin(context, key, route.Name, admission);
 
         // 5. Secret.
         CachedSecret? secret = null;

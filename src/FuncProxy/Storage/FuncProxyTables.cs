@@ -48,6 +48,12 @@ public sealed class FuncProxyTables
 
     public ValueTask<TableClient> GetUsageAsync(CancellationToken cancellationToken = default) => _tables[Usage].GetAsync(cancellationToken);
 
+    /// <summary>
+    /// Forgets that <paramref name="table"/> was created, so the next use creates it again: for a table that answered
+    /// <c>TableNotFound</c> (deleted under us, or an emulator restarted empty).
+    /// </summary>
+    internal void Forget(string table) => _tables[table].Forget();
+
     public static TableServiceClient CreateServiceClient(StorageOptions storage)
     {
         ArgumentNullException.ThrowIfNull(storage);
@@ -96,6 +102,8 @@ public sealed class FuncProxyTables
             await created.WaitAsync(cancellationToken).ConfigureAwait(false);
             return client;
         }
+
+        public void Forget() => _created = null;
 
         private async Task CreateAsync()
         {

@@ -1,0 +1,260 @@
+using System.Globalization;
+using System.Threading.Channels;
+using Azure;
+using Azure.Data.Tables;
+using FuncProxy.Keys;
+using FuncProxy.RateLimiting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace FuncProxy.Proxying;
+
+/// <summary>One call's usage, as recorded off the request path.</summary>
+internal readonly record struct UsageRecord(string KeyId, string Upstream, DateTimeOffset At, TokenUsage Usage);
+
+/// <summary>Totals of one key on one upstream in one hour.</summary>
+public sealed record UsageTotals(string KeyId, DateTimeOffset Hour, string Upstream, long Requests, long InputTokens, long OutputTokens, long RequestsWithoutUsage);
+
+/// <summary>
+/// Step 7 of the request path: reads each call's token usage from the response as it streams, settles the token
+/// reservation with it, and meters it into the <c>usage</c> table per key, hour and upstream. The request path only
+/// writes to a channel; a background loop adds up and flushes every <see cref="LimitOptions.UsageFlushInterval"/> and
+/// on shutdown. Each instance writes its own rows (PartitionKey = key id, RowKey = <c>{yyyyMMddHH}|{upstream}|{instance}</c>)
+/// with cumulative totals, so writes never conflict and need no read; a key's usage is the sum over instances
+/// (<see cref="ReadAsync"/>). Rows of one key go in table transactions of up to 100.
+/// </summary>
+public sealed partial class UsageMeter : BackgroundService
+{
+    private const int MaxPending = 100_000;
+
+    private readonly FuncProxyTables _tables;
+    private readonly IOptionsMonitor<FuncProxyOptions> _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly Channel<UsageRecord> _channel = Channel.CreateBounded<UsageRecord>(
+        new BoundedChannelOptions(MaxPending) { SingleReader = true, FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly Dictionary<(string KeyId, string Hour, string Upstream), Row> _rows = [];
+    private readonly SemaphoreSlim _flushing = new(1, 1);
+    private readonly string _instance = Guid.NewGuid().ToString("N")[..12];
+    private long _dropped;
+
+    public UsageMeter(FuncProxyTables tables, IOptionsMonitor<FuncProxyOptions> options, TimeProvider time, ILogger<UsageMeter> logger)
+    {
+        ArgumentNullException.ThrowIfNull(tables);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(logger);
+        _tables = tables;
+        _options = options;
+        _time = time;
+        _logger = logger;
+    }
+
+    /// <summary>Starts metering a call: from here on the response body is read for usage as it streams.</summary>
+    public Metering Begin(HttpContext context, KeyRecord key, string upstream, Admission admission)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(admission);
+        var reader = new UsageReadingStream(context.Response.Body, context.Response);
+        context.Response.Body = reader;
+        return new Metering(this, context, key.Id, upstream, admission, reader, _time.GetUtcNow());
+    }
+
+    internal void Record(UsageRecord record)
+    {
+        if (!_channel.Writer.TryWrite(record) && Interlocked.Increment(ref _dropped) % 1000 == 1)
+        {
+            Log.Dropped(_logger, Interlocked.Read(ref _dropped));
+        }
+    }
+
+    /// <summary>Writes what was recorded so far. Called by the background loop, on shutdown, and by tests.</summary>
+    public async Task FlushAsync(CancellationToken cancellationToken = default)
+    {
+        await _flushing.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            while (_channel.Reader.TryRead(out var r))
+            {
+                var hour = new DateTimeOffset(r.At.Year, r.At.Month, r.At.Day, r.At.Hour, 0, 0, TimeSpan.Zero);
+                var id = (r.KeyId, hour.ToString("yyyyMMddHH", CultureInfo.InvariantCulture), r.Upstream);
+                if (!_rows.TryGetValue(id, out var row))
+                {
+                    _rows[id] = row = new Row(hour);
+                }
+                row.Requests++;
+                row.InputTokens += r.Usage.InputTokens ?? 0;
+                row.OutputTokens += r.Usage.OutputTokens ?? 0;
+                row.WithoutUsage += r.Usage.IsKnown ? 0 : 1;
+                row.Dirty = true;
+            }
+            var table = await _tables.GetUsageAsync(cancellationToken).ConfigureAwait(false);
+            foreach (var partition in _rows.Where(r => r.Value.Dirty).GroupBy(r => r.Key.KeyId))
+            {
+                foreach (var batch in partition.Chunk(100))
+                {
+                    var actions = batch.Select(r => new TableTransactionAction(TableTransactionActionType.UpsertReplace, new TableEntity(r.Key.KeyId, $"{r.Key.Hour}|{r.Key.Upstream}|{_instance}")
+                    {
+                        ["Upstream"] = r.Key.Upstream,
+                        ["Hour"] = r.Value.Hour,
+                        ["Requests"] = r.Value.Requests,
+                        ["InputTokens"] = r.Value.InputTokens,
+                        ["OutputTokens"] = r.Value.OutputTokens,
+                        ["RequestsWithoutUsage"] = r.Value.WithoutUsage,
+                    })).ToList();
+                    try
+                    {
+                        await table.SubmitTransactionAsync(actions, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (RequestFailedException e) when (e.Status == 404)
+                    {
+                        _tables.Forget(FuncProxyTables.Usage);
+                        throw;
+                    }
+                    foreach (var r in batch)
+                    {
+                        r.Value.Dirty = false;
+                    }
+                }
+            }
+            // Past hours are final once written; keep the current and the previous one (late settlements).
+            var keepFrom = _time.GetUtcNow().AddHours(-2);
+            foreach (var old in _rows.Where(r => !r.Value.Dirty && r.Value.Hour < keepFrom).Select(r => r.Key).ToList())
+            {
+                _rows.Remove(old);
+            }
+        }
+        finally
+        {
+            _flushing.Release();
+        }
+    }
+
+    /// <summary>A key's usage in one hour, per upstream, summed over the instances that served it.</summary>
+    public async Task<IReadOnlyList<UsageTotals>> ReadAsync(string keyId, DateTimeOffset hour, CancellationToken cancellationToken = default)
+    {
+        var table = await _tables.GetUsageAsync(cancellationToken).ConfigureAwait(false);
+        var prefix = hour.ToUniversalTime().ToString("yyyyMMddHH", CultureInfo.InvariantCulture) + "|";
+        var filter = TableClient.CreateQueryFilter($"PartitionKey eq {keyId} and RowKey ge {prefix} and RowKey lt {prefix + "~"}");
+        var sums = new Dictionary<string, UsageTotals>(StringComparer.Ordinal);
+        await foreach (var e in table.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            var upstream = e.GetString("Upstream") ?? "";
+            var s = sums.GetValueOrDefault(upstream) ?? new UsageTotals(keyId, hour, upstream, 0, 0, 0, 0);
+            sums[upstream] = s with
+            {
+                Requests = s.Requests + (e.GetInt64("Requests") ?? 0),
+                InputTokens = s.InputTokens + (e.GetInt64("InputTokens") ?? 0),
+                OutputTokens = s.OutputTokens + (e.GetInt64("OutputTokens") ?? 0),
+                RequestsWithoutUsage = s.RequestsWithoutUsage + (e.GetInt64("RequestsWithoutUsage") ?? 0),
+            };
+        }
+        return [.. sums.Values];
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(_options.CurrentValue.Limits.UsageFlushInterval, _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+            {
+                await TryFlushAsync(stoppingToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken).ConfigureAwait(false);
+        await TryFlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task TryFlushAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RequestFailedException or HttpRequestException or OperationCanceledException or IOException)
+        {
+            // Totals stay in memory and go with the next flush.
+            Log.FlushFailed(_logger, e);
+        }
+    }
+
+    public override void Dispose()
+    {
+        _flushing.Dispose();
+        base.Dispose();
+    }
+
+    private sealed class Row(DateTimeOffset hour)
+    {
+        public DateTimeOffset Hour { get; } = hour;
+        public long Requests;
+        public long InputTokens;
+        public long OutputTokens;
+        public long WithoutUsage;
+        public bool Dirty;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 3020, Level = LogLevel.Warning, Message = "Usage could not be written; it stays in memory for the next flush.")]
+        public static partial void FlushFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(EventId = 3021, Level = LogLevel.Warning, Message = "Usage metering is behind: {Dropped} records dropped so far.")]
+        public static partial void Dropped(ILogger logger, long dropped);
+    }
+}
+
+/// <summary>
+/// One call being metered. Disposed when the response has ended: settles the token reservation with the usage read
+/// (no usage reported on a successful response: the reservation stands; on a failed one it is returned) and records
+/// the call.
+/// </summary>
+public sealed class Metering : IDisposable
+{
+    private readonly UsageMeter _meter;
+    private readonly HttpContext _context;
+    private readonly string _keyId;
+    private readonly string _upstream;
+    private readonly Admission _admission;
+    private readonly UsageReadingStream _reader;
+    private readonly DateTimeOffset _startedAt;
+
+    internal Metering(UsageMeter meter, HttpContext context, string keyId, string upstream, Admission admission, UsageReadingStream reader, DateTimeOffset startedAt)
+    {
+        _meter = meter;
+        _context = context;
+        _keyId = keyId;
+        _upstream = upstream;
+        _admission = admission;
+        _reader = reader;
+        _startedAt = startedAt;
+    }
+
+    public TokenUsage Usage => _reader.Usage;
+
+    public void Dispose()
+    {
+        var usage = _reader.Usage;
+        if (usage.IsKnown)
+        {
+            _admission.SettleTokens(usage.Total);
+        }
+        else if (_context.Response.StatusCode >= 400)
+        {
+            // Refused by the gateway or the upstream: nothing was generated, so nothing is charged.
+            _admission.SettleTokens(0);
+        }
+        _meter.Record(new UsageRecord(_keyId, _upstream, _startedAt, usage));
+    }
+}

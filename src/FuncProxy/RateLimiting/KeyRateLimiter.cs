@@ -1,0 +1,220 @@
+using System.Collections.Concurrent;
+using System.Threading.RateLimiting;
+using FuncProxy.Keys;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace FuncProxy.RateLimiting;
+
+/// <summary>One call to limit: whose key, and how many tokens it expects to use (0 when no token policy applies).</summary>
+public sealed record LimitRequest(KeyRecord Key, long Tokens);
+
+/// <summary>
+/// Every policy of every key on this instance, as one <see cref="PartitionedRateLimiter{TResource}"/>: the partition is the
+/// key, a call takes one request permit from each request policy and its expected tokens from each token policy, and all
+/// must agree (the tightest decides; what the others granted is put back). Storage is async, so only
+/// <see cref="PartitionedRateLimiter{TResource}.AcquireAsync"/> can claim permits from it; <c>AttemptAcquire</c> answers from
+/// what this instance already holds.
+/// </summary>
+public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
+{
+    private const int PruneAbove = 10_000;
+
+    private readonly KeyPolicies _policies;
+    private readonly LimiterContext _context;
+    private readonly ConcurrentDictionary<(string KeyId, LimitPolicy Policy), PolicyLimiter> _limiters = new();
+
+    public KeyRateLimiter(CounterStore store, LimiterClock clock, IOptionsMonitor<FuncProxyOptions> options, ILogger<KeyRateLimiter> logger)
+        : this(store, clock, () => options.CurrentValue.Limits, logger)
+    {
+    }
+
+    public KeyRateLimiter(CounterStore store, LimiterClock clock, Func<LimitOptions> options, ILogger logger)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(clock);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(logger);
+        _policies = new KeyPolicies(options);
+        _context = new LimiterContext(store, clock, new StorageHealth(), options, logger);
+        Store = store;
+        Clock = clock;
+    }
+
+    public CounterStore Store { get; }
+
+    public LimiterClock Clock { get; }
+
+    public IReadOnlyList<LimitPolicy> PoliciesFor(KeyRecord key) => _policies.For(key);
+
+    public override RateLimiterStatistics? GetStatistics(LimitRequest resource)
+    {
+        ArgumentNullException.ThrowIfNull(resource);
+        var policies = _policies.For(resource.Key);
+        return policies.Count == 0 ? null : LimiterFor(resource.Key.Id, policies[0]).GetStatistics();
+    }
+
+    protected override RateLimitLease AttemptAcquireCore(LimitRequest resource, int permitCount)
+    {
+        ArgumentNullException.ThrowIfNull(resource);
+        var decisions = new List<PolicyDecision>();
+        foreach (var policy in _policies.For(resource.Key))
+        {
+            var limiter = LimiterFor(resource.Key.Id, policy);
+            using var lease = (PolicyLimiter.PolicyLease)limiter.AttemptAcquire(checked((int)Amount(policy, resource, permitCount)));
+            decisions.Add(lease.Decision);
+            if (!lease.IsAcquired)
+            {
+                return Refuse(resource.Key.Id, decisions);
+            }
+        }
+        return new KeyLease(this, resource.Key.Id, decisions);
+    }
+
+    protected override async ValueTask<RateLimitLease> AcquireAsyncCore(LimitRequest resource, int permitCount, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(resource);
+        var policies = _policies.For(resource.Key);
+        var decisions = new List<PolicyDecision>(policies.Count);
+        foreach (var policy in policies)
+        {
+            var decision = await LimiterFor(resource.Key.Id, policy).AcquireAsync(Amount(policy, resource, permitCount), cancellationToken).ConfigureAwait(false);
+            decisions.Add(decision);
+            if (!decision.IsGranted)
+            {
+                return Refuse(resource.Key.Id, decisions);
+            }
+        }
+        return new KeyLease(this, resource.Key.Id, decisions);
+    }
+
+    private static long Amount(LimitPolicy policy, LimitRequest resource, int permitCount) =>
+        policy.Unit == PolicyUnit.Requests ? permitCount : permitCount == 0 ? 0 : resource.Tokens;
+
+    private KeyLease Refuse(string keyId, List<PolicyDecision> decisions)
+    {
+        // The last decision refused; give back what the ones before it granted.
+        for (var i = 0; i < decisions.Count - 1; i++)
+        {
+            var d = decisions[i];
+            LimiterFor(keyId, d.Policy).Return(d.Amount, d.WindowStart);
+        }
+        return new KeyLease(this, keyId, decisions);
+    }
+
+    internal PolicyLimiter LimiterFor(string keyId, LimitPolicy policy)
+    {
+        if (_limiters.TryGetValue((keyId, policy), out var limiter))
+        {
+            return limiter;
+        }
+        if (_limiters.Count >= PruneAbove)
+        {
+            Prune();
+        }
+        return _limiters.GetOrAdd((keyId, policy), static (k, context) => new PolicyLimiter(k.KeyId, k.Policy, context), _context);
+    }
+
+    private void Prune()
+    {
+        foreach (var (k, limiter) in _limiters)
+        {
+            var idle = limiter.IdleDuration ?? TimeSpan.Zero;
+            var window = limiter.Policy.Window.IsCalendarMonth ? TimeSpan.FromDays(31) : limiter.Policy.Window.Length;
+            if (idle > window + window)
+            {
+                _limiters.TryRemove(k, out _);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The outcome across a key's policies. Granted: holds what each policy gave, so a token reservation can be settled
+    /// against the real usage. Refused: <see cref="MetadataName.RetryAfter"/> and <see cref="MetadataName.ReasonPhrase"/>
+    /// (the refusing policy's name).
+    /// </summary>
+    public sealed class KeyLease : RateLimitLease
+    {
+        private readonly KeyRateLimiter _owner;
+        private readonly string _keyId;
+        private readonly List<PolicyDecision> _decisions;
+        private int _settled;
+
+        internal KeyLease(KeyRateLimiter owner, string keyId, List<PolicyDecision> decisions)
+        {
+            _owner = owner;
+            _keyId = keyId;
+            _decisions = decisions;
+            IsAcquired = decisions.TrueForAll(d => d.IsGranted);
+        }
+
+        public override bool IsAcquired { get; }
+
+        internal IReadOnlyList<PolicyDecision> Decisions => _decisions;
+
+        /// <summary>The policy that refused, when one did.</summary>
+        internal PolicyDecision? Refusal => IsAcquired ? null : _decisions[^1];
+
+        /// <summary>True when the refusal is storage being down under <see cref="StorageFailureMode.Closed"/>, not a limit.</summary>
+        public bool StorageUnavailable => Refusal?.Verdict == Verdict.Unavailable;
+
+        public TimeSpan RetryAfter => Refusal?.RetryAfter ?? TimeSpan.Zero;
+
+        public string? RefusingPolicy => Refusal?.Policy.Name;
+
+        /// <summary>Tokens taken from each token policy (the reservation).</summary>
+        public long ReservedTokens => _decisions.Where(d => d.Policy.Unit == PolicyUnit.Tokens && d.IsGranted).Select(d => d.Amount).DefaultIfEmpty().Max();
+
+        public override IEnumerable<string> MetadataNames => IsAcquired ? [] : [MetadataName.RetryAfter.Name, MetadataName.ReasonPhrase.Name];
+
+        public override bool TryGetMetadata(string metadataName, out object? metadata)
+        {
+            metadata = null;
+            if (Refusal is not { } refusal)
+            {
+                return false;
+            }
+            if (metadataName == MetadataName.RetryAfter.Name)
+            {
+                metadata = refusal.RetryAfter;
+            }
+            else if (metadataName == MetadataName.ReasonPhrase.Name)
+            {
+                metadata = refusal.Policy.Name;
+            }
+            return metadata is not null;
+        }
+
+        /// <summary>
+        /// Settles the token reservation with what the call really used: unused tokens go back to this instance's lease
+        /// (they are counted in storage already), tokens beyond the reservation are charged. Once only.
+        /// </summary>
+        public void SettleTokens(long usedTokens)
+        {
+            if (!IsAcquired || Interlocked.Exchange(ref _settled, 1) != 0)
+            {
+                return;
+            }
+            foreach (var d in _decisions)
+            {
+                if (d.Policy.Unit != PolicyUnit.Tokens)
+                {
+                    continue;
+                }
+                var limiter = _owner.LimiterFor(_keyId, d.Policy);
+                if (usedTokens < d.Amount)
+                {
+                    limiter.Return(d.Amount - usedTokens, d.WindowStart);
+                }
+                else
+                {
+                    limiter.Charge(usedTokens - d.Amount);
+                }
+            }
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+        }
+    }
+}

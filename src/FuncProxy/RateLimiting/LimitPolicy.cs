@@ -1,0 +1,109 @@
+using System.Runtime.CompilerServices;
+using FuncProxy.Keys;
+
+namespace FuncProxy.RateLimiting;
+
+/// <summary>What a policy counts.</summary>
+public enum PolicyUnit
+{
+    Requests,
+    Tokens,
+}
+
+/// <summary>
+/// One limit on one key: at most <see cref="Limit"/> units per fixed <see cref="Window"/>. <see cref="Name"/> is what the
+/// client sees in <c>RateLimit-Policy</c> and <c>RateLimit</c>, and part of the counter row's key.
+/// </summary>
+public sealed record LimitPolicy(string Name, PolicyUnit Unit, long Limit, PolicyWindow Window)
+{
+    /// <summary>Quotas (a day or longer) are reported as <c>quota_exceeded</c>, shorter windows as <c>rate_limited</c>.</summary>
+    public bool IsQuota => Window.IsCalendarMonth || Window.Length >= TimeSpan.FromDays(1);
+}
+
+/// <summary>A fixed window aligned to the Unix epoch (UTC), or a UTC calendar month.</summary>
+public sealed class PolicyWindow
+{
+    public static readonly PolicyWindow Second = new(TimeSpan.FromSeconds(1));
+    public static readonly PolicyWindow Minute = new(TimeSpan.FromMinutes(1));
+    public static readonly PolicyWindow Hour = new(TimeSpan.FromHours(1));
+    public static readonly PolicyWindow Day = new(TimeSpan.FromDays(1));
+    public static readonly PolicyWindow Month = new(null);
+
+    private PolicyWindow(TimeSpan? length) => Length = length ?? TimeSpan.Zero;
+
+    /// <summary>A window of whole seconds (tests and benchmarks use short ones).</summary>
+    public static PolicyWindow Of(TimeSpan length)
+    {
+        if (length < TimeSpan.FromSeconds(1) || length.Ticks % TimeSpan.TicksPerSecond != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), "A window is a whole number of seconds.");
+        }
+        return new PolicyWindow(length);
+    }
+
+    /// <summary>Zero for <see cref="Month"/>.</summary>
+    public TimeSpan Length { get; }
+
+    public bool IsCalendarMonth => Length == TimeSpan.Zero;
+
+    public DateTimeOffset StartOf(DateTimeOffset now)
+    {
+        var utc = now.ToUniversalTime();
+        if (IsCalendarMonth)
+        {
+            return new DateTimeOffset(utc.Year, utc.Month, 1, 0, 0, 0, TimeSpan.Zero);
+        }
+        return new DateTimeOffset(utc.UtcTicks - (utc.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) % Length.Ticks, TimeSpan.Zero);
+    }
+
+    public DateTimeOffset EndOf(DateTimeOffset start) => IsCalendarMonth ? start.AddMonths(1) : start + Length;
+
+    /// <summary>The window length in seconds, as the <c>w</c> parameter of <c>RateLimit-Policy</c> states it (this month's, for months).</summary>
+    public long Seconds(DateTimeOffset start) => (long)(EndOf(start) - start).TotalSeconds;
+}
+
+/// <summary>
+/// The policies that apply to a key: configured defaults overridden field by field by the key's own <see cref="KeyLimits"/>.
+/// Computed once per key record (records are immutable and replaced on refresh).
+/// </summary>
+public sealed class KeyPolicies
+{
+    private readonly ConditionalWeakTable<KeyRecord, LimitPolicy[]> _byRecord = new();
+    private readonly Func<LimitOptions> _defaults;
+
+    public KeyPolicies(Func<LimitOptions> defaults)
+    {
+        ArgumentNullException.ThrowIfNull(defaults);
+        _defaults = defaults;
+    }
+
+    public IReadOnlyList<LimitPolicy> For(KeyRecord key)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        return _byRecord.GetValue(key, k => Build(k.Limits, _defaults()));
+    }
+
+    internal static LimitPolicy[] Build(KeyLimits? own, LimitOptions defaults)
+    {
+        var policies = new List<LimitPolicy>(8);
+        Add(policies, "rps", PolicyUnit.Requests, own?.RequestsPerSecond, defaults.RequestsPerSecond, PolicyWindow.Second);
+        Add(policies, "rpm", PolicyUnit.Requests, own?.RequestsPerMinute, defaults.RequestsPerMinute, PolicyWindow.Minute);
+        Add(policies, "rph", PolicyUnit.Requests, own?.RequestsPerHour, defaults.RequestsPerHour, PolicyWindow.Hour);
+        Add(policies, "rpd", PolicyUnit.Requests, own?.RequestsPerDay, defaults.RequestsPerDay, PolicyWindow.Day);
+        Add(policies, "rpmonth", PolicyUnit.Requests, own?.RequestsPerMonth, defaults.RequestsPerMonth, PolicyWindow.Month);
+        Add(policies, "tpm", PolicyUnit.Tokens, own?.TokensPerMinute, defaults.TokensPerMinute, PolicyWindow.Minute);
+        Add(policies, "tpd", PolicyUnit.Tokens, own?.TokensPerDay, defaults.TokensPerDay, PolicyWindow.Day);
+        Add(policies, "tpmonth", PolicyUnit.Tokens, own?.TokensPerMonth, defaults.TokensPerMonth, PolicyWindow.Month);
+        return [.. policies];
+    }
+
+    private static void Add(List<LimitPolicy> policies, string name, PolicyUnit unit, long? own, long? fallback, PolicyWindow window)
+    {
+        // A key's 0 lifts the default for that key; any other value replaces it.
+        var limit = own ?? fallback;
+        if (limit is > 0)
+        {
+            policies.Add(new LimitPolicy(name, unit, limit.Value, window));
+        }
+    }
+}

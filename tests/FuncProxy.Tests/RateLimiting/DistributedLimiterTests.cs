@@ -1,0 +1,192 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Threading.RateLimiting;
+using FuncProxy.Keys;
+using FuncProxy.RateLimiting;
+using FuncProxy.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
+
+namespace FuncProxy.Tests.RateLimiting;
+
+public sealed class DistributedLimiterTests
+{
+    private const int Limit = 100;
+
+    private static LimitOptions Options(int instances) => new() { ExpectedInstances = instances };
+
+    [Fact]
+    public async Task Three_instances_hammering_one_key_never_admit_more_than_the_limit_in_any_window()
+    {
+        var storage = await TestStorage.GetConnectionStringAsync();
+        var prefix = TestStorage.NewTablePrefix();
+        var key = LimiterInstances.Key(new KeyLimits { RequestsPerSecond = Limit });
+        var instances = Enumerable.Range(0, 3).Select(_ => LimiterInstances.Create(storage, prefix, Options(3))).ToArray();
+        var admitted = new ConcurrentDictionary<DateTimeOffset, int>();
+        var refused = 0;
+        var until = Stopwatch.StartNew();
+
+        var tasks = instances.SelectMany(instance => Enumerable.Range(0, 6).Select(_ => Task.Run(async () =>
+        {
+            while (until.Elapsed < TimeSpan.FromSeconds(3.5))
+            {
+                var (granted, window, _) = await LimiterInstances.AcquireAsync(instance, key);
+                if (granted)
+                {
+                    admitted.AddOrUpdate(window, 1, (_, n) => n + 1);
+                }
+                else
+                {
+                    Interlocked.Increment(ref refused);
+                    await Task.Yield();
+                }
+            }
+        })));
+        await Task.WhenAll(tasks);
+
+        Assert.True(admitted.Count >= 3, $"expected several windows, saw {admitted.Count}");
+        Assert.All(admitted, w => Assert.True(w.Value <= Limit, $"window {w.Key:O} admitted {w.Value} > {Limit}"));
+        Assert.True(refused > 0);
+        foreach (var window in admitted.Keys)
+        {
+            var used = await instances[0].Store.ReadUsedAsync(key.Id, instances[0].PoliciesFor(key)[0], window);
+            Assert.InRange(used, admitted[window], Limit);
+        }
+    }
+
+    [Fact]
+    public async Task Three_instances_with_demand_at_twice_the_limit_admit_at_least_95_percent_of_it()
+    {
+        var storage = await TestStorage.GetConnectionStringAsync();
+        var prefix = TestStorage.NewTablePrefix();
+        var key = LimiterInstances.Key(new KeyLimits { RequestsPerSecond = Limit });
+        var instances = Enumerable.Range(0, 3).Select(_ => LimiterInstances.Create(storage, prefix, Options(3))).ToArray();
+        var admitted = new ConcurrentDictionary<DateTimeOffset, int>();
+        // 2x the limit in all: each instance sees 2/3 of the limit per second, as 4 paced callers.
+        var perCaller = TimeSpan.FromSeconds(1.0 / (2.0 * Limit / 12));
+        var clock = Stopwatch.StartNew();
+
+        var tasks = instances.SelectMany(instance => Enumerable.Range(0, 4).Select(caller => Task.Run(async () =>
+        {
+            var next = perCaller * caller / 4;
+            while (clock.Elapsed < TimeSpan.FromSeconds(5.2))
+            {
+                var wait = next - clock.Elapsed;
+                if (wait > TimeSpan.Zero)
+                {
+                    await Task.Delay(wait);
+                }
+                next += perCaller;
+                var (granted, window, _) = await LimiterInstances.AcquireAsync(instance, key);
+                if (granted)
+                {
+                    admitted.AddOrUpdate(window, 1, (_, n) => n + 1);
+                }
+            }
+        })));
+        await Task.WhenAll(tasks);
+
+        // The first and last windows are partial; the ones between had demand for all of their second.
+        var full = admitted.OrderBy(w => w.Key).Skip(1).SkipLast(1).ToList();
+        Assert.True(full.Count >= 3, $"expected at least 3 full windows, saw {full.Count}");
+        Assert.All(full, w => Assert.InRange(w.Value, (int)(Limit * 0.95), Limit));
+    }
+
+    [Fact]
+    public async Task A_warm_hot_key_decides_from_memory_with_almost_no_storage_operations()
+    {
+        var storage = await TestStorage.GetConnectionStringAsync();
+        var options = new LimitOptions { ExpectedInstances = 1, MaxLeaseBlock = 1000 };
+        var limiter = LimiterInstances.Create(storage, TestStorage.NewTablePrefix(), options);
+        var key = LimiterInstances.Key(new KeyLimits { RequestsPerHour = 10_000_000 });
+        for (var i = 0; i < 2_000; i++)
+        {
+            Assert.True((await LimiterInstances.AcquireAsync(limiter, key)).Granted);
+        }
+        var before = limiter.Store.Operations;
+
+        const int N = 20_000;
+        for (var i = 0; i < N; i++)
+        {
+            Assert.True((await LimiterInstances.AcquireAsync(limiter, key)).Granted);
+        }
+
+        var perRequest = (limiter.Store.Operations - before) / (double)N;
+        Assert.True(perRequest <= 0.02, $"{perRequest:F4} storage operations per admitted request");
+    }
+
+    [Fact]
+    public async Task Refusals_are_answered_from_memory_until_the_window_resets()
+    {
+        var storage = await TestStorage.GetConnectionStringAsync();
+        var time = new FakeTimeProvider(new DateTimeOffset(2030, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var options = new LimitOptions { ExpectedInstances = 1, UseStorageClock = false };
+        var limiter = LimiterInstances.Create(storage, TestStorage.NewTablePrefix(), options, time);
+        var key = LimiterInstances.Key(new KeyLimits { RequestsPerMinute = 10 });
+        var granted = 0;
+        for (var i = 0; i < 12; i++)
+        {
+            granted += (await LimiterInstances.AcquireAsync(limiter, key)).Granted ? 1 : 0;
+        }
+        Assert.Equal(10, granted);
+        var before = limiter.Store.Operations;
+
+        for (var i = 0; i < 1_000; i++)
+        {
+            var (ok, _, lease) = await LimiterInstances.AcquireAsync(limiter, key);
+            Assert.False(ok);
+            Assert.True(lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter));
+            Assert.Equal(TimeSpan.FromMinutes(1), retryAfter);
+            Assert.True(lease.TryGetMetadata(MetadataName.ReasonPhrase, out var policy));
+            Assert.Equal("rpm", policy);
+        }
+        Assert.Equal(before, limiter.Store.Operations);
+
+        time.Advance(TimeSpan.FromMinutes(1));
+        Assert.True((await LimiterInstances.AcquireAsync(limiter, key)).Granted);
+    }
+
+    [Fact]
+    public async Task The_tightest_policy_decides_and_the_others_get_their_permits_back()
+    {
+        var storage = await TestStorage.GetConnectionStringAsync();
+        var time = new FakeTimeProvider(new DateTimeOffset(2030, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var limiter = LimiterInstances.Create(storage, TestStorage.NewTablePrefix(), new LimitOptions { UseStorageClock = false, RequestsPerMinute = 100 }, time);
+        var key = LimiterInstances.Key(new KeyLimits { RequestsPerHour = 3 });
+        var granted = 0;
+        for (var i = 0; i < 5; i++)
+        {
+            granted += (await LimiterInstances.AcquireAsync(limiter, key)).Granted ? 1 : 0;
+        }
+
+        var (ok, _, lease) = await LimiterInstances.AcquireAsync(limiter, key);
+
+        Assert.Equal(3, granted);
+        Assert.False(ok);
+        Assert.Equal("rph", lease.RefusingPolicy);
+        var minute = lease.Decisions.Single(d => d.Policy.Name == "rpm");
+        // 3 kept by rpm, plus this attempt's own (given back right after); the 2 earlier refusals were given back.
+        Assert.Equal(100 - 4, minute.Remaining);
+    }
+
+    [Fact]
+    public async Task The_synchronous_AttemptAcquire_answers_from_the_lease_only()
+    {
+        var storage = await TestStorage.GetConnectionStringAsync();
+        var limiter = LimiterInstances.Create(storage, TestStorage.NewTablePrefix(), new LimitOptions { ExpectedInstances = 1 });
+        var key = LimiterInstances.Key(new KeyLimits { RequestsPerHour = 1_000 });
+
+        using var cold = limiter.AttemptAcquire(new LimitRequest(key, 0));
+        Assert.False(cold.IsAcquired);
+        // The failed attempt started a claim in the background; once it lands, memory has permits.
+        var deadline = Stopwatch.StartNew();
+        RateLimitLease warm;
+        do
+        {
+            await Task.Delay(20);
+            warm = limiter.AttemptAcquire(new LimitRequest(key, 0));
+        }
+        while (!warm.IsAcquired && deadline.Elapsed < TimeSpan.FromSeconds(5));
+        Assert.True(warm.IsAcquired);
+        warm.Dispose();
+    }
+}

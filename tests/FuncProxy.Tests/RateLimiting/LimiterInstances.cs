@@ -1,0 +1,34 @@
+using FuncProxy.Keys;
+using FuncProxy.RateLimiting;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace FuncProxy.Tests.RateLimiting;
+
+/// <summary>Engine instances as separate Function instances would have them: own storage client, clock, leases and caches.</summary>
+internal static class LimiterInstances
+{
+    public static KeyRateLimiter Create(string connectionString, string tablePrefix, LimitOptions options, TimeProvider? time = null)
+    {
+        var service = FuncProxyTables.CreateServiceClient(new StorageOptions { ConnectionString = connectionString });
+        var tables = new FuncProxyTables(service, tablePrefix);
+        var clock = new LimiterClock(time ?? TimeProvider.System, options.UseStorageClock);
+        return new KeyRateLimiter(new CounterStore(tables, clock), clock, () => options, NullLogger.Instance);
+    }
+
+    public static KeyRecord Key(KeyLimits limits) => new()
+    {
+        Id = "k" + Guid.NewGuid().ToString("N")[..12],
+        Name = "test",
+        CreatedAt = DateTimeOffset.UnixEpoch,
+        SecretHash = [],
+        AllowedUpstreams = [KeyRecord.AnyUpstream],
+        Limits = limits,
+    };
+
+    /// <summary>Acquires one request; returns the decision of the key's single policy.</summary>
+    public static async Task<(bool Granted, DateTimeOffset Window, KeyRateLimiter.KeyLease Lease)> AcquireAsync(KeyRateLimiter limiter, KeyRecord key, long tokens = 0)
+    {
+        var lease = (KeyRateLimiter.KeyLease)await limiter.AcquireAsync(new LimitRequest(key, tokens), 1);
+        return (lease.IsAcquired, lease.Decisions[0].WindowStart, lease);
+    }
+}
