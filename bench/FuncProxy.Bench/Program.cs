@@ -7,6 +7,7 @@ return mode switch
 {
     "gateway" => await GatewayBench.RunAsync(rest),
     "stub" => await StubMode.RunAsync(rest),
+    "limiter" => await LimiterBench.RunAsync(rest),
     _ => Usage(),
 };
 
@@ -19,6 +20,8 @@ static int Usage()
           stub [--port 8089]
               runs the provider stub (OpenAI chat completions and Anthropic messages, JSON and SSE) until Ctrl+C,
               for trying the gateway without a provider account
+          limiter [--plot docs/benchmarks/limiter-accuracy.png]
+              the distributed limiter on a hot key vs a naive read+ETag-write counter, and accuracy across 3 instances
         """);
     return 2;
 }
