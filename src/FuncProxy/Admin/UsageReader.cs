@@ -53,7 +53,11 @@ public sealed class TableUsageReader : IUsageReader
             {
                 continue;
             }
-            var upstream = e.RowKey[HourFormat.Length..].TrimStart('_', '|', '-', ':');
+            // The metering writer (RateLimiting/UsageMeter) keys rows as "{hour}|{upstream}|{instance}": each instance keeps
+            // its own cumulative row, so the instance part is dropped here and the caller's totals add them up.
+            var rest = e.RowKey[HourFormat.Length..].TrimStart('_', '|', '-', ':');
+            var bar = rest.IndexOf('|', StringComparison.Ordinal);
+            var upstream = bar >= 0 ? rest[..bar] : rest;
             rows.Add(new UsageRow(new DateTimeOffset(hour, TimeSpan.Zero), upstream, Number(e, "Requests"), Number(e, "InputTokens"), Number(e, "OutputTokens")));
         }
         return rows;
