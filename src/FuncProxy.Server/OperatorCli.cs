@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using FuncProxy.Admin;
 using FuncProxy.Keys;
+using FuncProxy.Proxying;
 using Microsoft.Extensions.Options;
 
 namespace FuncProxy.Server;

@@ -6,6 +6,7 @@ using System.Threading.RateLimiting;
 using Azure;
 using FuncProxy.Http;
 using FuncProxy.Keys;
+using FuncProxy.Proxying;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;

@@ -42,7 +42,6 @@ public static class FuncProxyServiceCollectionExtensions
         services.TryAddSingleton<AdminKeyStore>();
         services.TryAddSingleton<AdminAuthenticator>();
         services.TryAddSingleton<AuditLog>();
-        services.TryAddSingleton<IUsageReader, TableUsageReader>();
         services.TryAddSingleton<IdempotencyStore>();
         services.TryAddSingleton<KeyRequests>();
         services.TryAddSingleton<AdminHandler>();
@@ -67,6 +66,8 @@ public static class FuncProxyServiceCollectionExtensions
         services.TryAddSingleton<KeyRateLimiter>();
         services.TryAddSingleton<RequestLimiter>();
         services.TryAddSingleton<UsageMeter>();
+        // The writer of the usage table is also its one reader, so its row layout lives in one place.
+        services.TryAddSingleton<IUsageReader>(sp => sp.GetRequiredService<UsageMeter>());
         services.AddHostedService(sp => sp.GetRequiredService<UsageMeter>());
 
         services.TryAddSingleton<UpstreamCatalog>();

@@ -14,8 +14,15 @@ namespace FuncProxy.Proxying;
 /// <summary>One call's usage, as recorded off the request path.</summary>
 internal readonly record struct UsageRecord(string KeyId, string Upstream, DateTimeOffset At, TokenUsage Usage);
 
-/// <summary>Totals of one key on one upstream in one hour.</summary>
-public sealed record UsageTotals(string KeyId, DateTimeOffset Hour, string Upstream, long Requests, long InputTokens, long OutputTokens, long RequestsWithoutUsage);
+/// <summary>A key's metered use in one hour on one upstream, summed over the instances that served it.</summary>
+public sealed record UsageRow(DateTimeOffset Hour, string Upstream, long Requests, long InputTokens, long OutputTokens, long RequestsWithoutUsage);
+
+/// <summary>Reads a key's metered use; the management API and the CLI report it, <see cref="UsageMeter"/> writes and reads it.</summary>
+public interface IUsageReader
+{
+    /// <summary>Rows for hours that start in [<paramref name="from"/>, <paramref name="to"/>), oldest first.</summary>
+    Task<IReadOnlyList<UsageRow>> ReadAsync(string keyId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken = default);
+}
 
 /// <summary>
 /// Step 7 of the request path: reads each call's token usage from the response as it streams, settles the token
@@ -25,9 +32,10 @@ public sealed record UsageTotals(string KeyId, DateTimeOffset Hour, string Upstr
 /// with cumulative totals, so writes never conflict and need no read; a key's usage is the sum over instances
 /// (<see cref="ReadAsync"/>). Rows of one key go in table transactions of up to 100.
 /// </summary>
-public sealed partial class UsageMeter : BackgroundService
+public sealed partial class UsageMeter : BackgroundService, IUsageReader
 {
     private const int MaxPending = 100_000;
+    private const string HourFormat = "yyyyMMddHH";
 
     private readonly FuncProxyTables _tables;
     private readonly IOptionsMonitor<FuncProxyOptions> _options;
@@ -80,7 +88,7 @@ public sealed partial class UsageMeter : BackgroundService
             while (_channel.Reader.TryRead(out var r))
             {
                 var hour = new DateTimeOffset(r.At.Year, r.At.Month, r.At.Day, r.At.Hour, 0, 0, TimeSpan.Zero);
-                var id = (r.KeyId, hour.ToString("yyyyMMddHH", CultureInfo.InvariantCulture), r.Upstream);
+                var id = (r.KeyId, hour.ToString(HourFormat, CultureInfo.InvariantCulture), r.Upstream);
                 if (!_rows.TryGetValue(id, out var row))
                 {
                     _rows[id] = row = new Row(hour);
@@ -133,18 +141,34 @@ public sealed partial class UsageMeter : BackgroundService
         }
     }
 
-    /// <summary>A key's usage in one hour, per upstream, summed over the instances that served it.</summary>
-    public async Task<IReadOnlyList<UsageTotals>> ReadAsync(string keyId, DateTimeOffset hour, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// A key's usage for the hours that start in [<paramref name="from"/>, <paramref name="to"/>), per hour and upstream,
+    /// summed over the instances that served it, oldest first. One partition query on the hour prefix of the row keys.
+    /// </summary>
+    public async Task<IReadOnlyList<UsageRow>> ReadAsync(string keyId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken = default)
     {
+        ArgumentException.ThrowIfNullOrEmpty(keyId);
         var table = await _tables.GetUsageAsync(cancellationToken).ConfigureAwait(false);
-        var prefix = hour.ToUniversalTime().ToString("yyyyMMddHH", CultureInfo.InvariantCulture) + "|";
-        var filter = TableClient.CreateQueryFilter($"PartitionKey eq {keyId} and RowKey ge {prefix} and RowKey lt {prefix + "~"}");
-        var sums = new Dictionary<string, UsageTotals>(StringComparer.Ordinal);
+        // Hour stamps sort as text: 'from' rounds down to its hour, and an hour that has begun before 'to' counts.
+        var end = to.UtcDateTime;
+        var endHour = new DateTime(end.Ticks - (end.Ticks % TimeSpan.TicksPerHour), DateTimeKind.Utc);
+        if (endHour < end)
+        {
+            endHour = endHour.AddHours(1);
+        }
+        var lower = from.UtcDateTime.ToString(HourFormat, CultureInfo.InvariantCulture);
+        var upper = endHour.ToString(HourFormat, CultureInfo.InvariantCulture);
+        var filter = TableClient.CreateQueryFilter($"PartitionKey eq {keyId} and RowKey ge {lower} and RowKey lt {upper}");
+        var sums = new SortedDictionary<(DateTimeOffset Hour, string Upstream), UsageRow>();
         await foreach (var e in table.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken).ConfigureAwait(false))
         {
-            var upstream = e.GetString("Upstream") ?? "";
-            var s = sums.GetValueOrDefault(upstream) ?? new UsageTotals(keyId, hour, upstream, 0, 0, 0, 0);
-            sums[upstream] = s with
+            if (e.GetDateTimeOffset("Hour") is not { } hour || e.GetString("Upstream") is not { } upstream)
+            {
+                continue;
+            }
+            var at = (hour.ToUniversalTime(), upstream);
+            var s = sums.GetValueOrDefault(at) ?? new UsageRow(at.Item1, upstream, 0, 0, 0, 0);
+            sums[at] = s with
             {
                 Requests = s.Requests + (e.GetInt64("Requests") ?? 0),
                 InputTokens = s.InputTokens + (e.GetInt64("InputTokens") ?? 0),

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Azure.Data.Tables;
+using FuncProxy.Proxying;
 using FuncProxy.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using static FuncProxy.Tests.Admin.AdminTestKit;
@@ -176,14 +177,20 @@ public sealed class ManagementApiTests : IAsyncLifetime
     public async Task Usage_sums_the_hours_of_the_range_from_the_usage_table()
     {
         var (id, _) = await CreateAsync();
-        var tables = _gateway.Services.GetRequiredService<FuncProxyTables>();
-        var usage = await tables.GetUsageAsync();
-        var hour = DateTime.UtcNow.AddHours(-2);
-        var stamp = hour.ToString("yyyyMMddHH", System.Globalization.CultureInfo.InvariantCulture);
-        await usage.AddEntityAsync(new TableEntity(id, stamp + "_echo") { ["Requests"] = 3L, ["InputTokens"] = 30L, ["OutputTokens"] = 7L });
-        await usage.AddEntityAsync(new TableEntity(id, stamp + "_stub") { ["Requests"] = 2, ["InputTokens"] = 20, ["OutputTokens"] = 5 });
-        var old = DateTime.UtcNow.AddDays(-3).ToString("yyyyMMddHH", System.Globalization.CultureInfo.InvariantCulture);
-        await usage.AddEntityAsync(new TableEntity(id, old + "_echo") { ["Requests"] = 100L, ["InputTokens"] = 0L, ["OutputTokens"] = 0L });
+        // Written by the metering step itself (the same records the request path hands it), then flushed to the table.
+        var meter = _gateway.Services.GetRequiredService<UsageMeter>();
+        var hour = DateTimeOffset.UtcNow.AddHours(-2);
+        foreach (var _ in Enumerable.Range(0, 3))
+        {
+            meter.Record(new UsageRecord(id, "echo", hour, new TokenUsage(10, 2)));
+        }
+        meter.Record(new UsageRecord(id, "echo", hour, new TokenUsage(0, 1)));
+        meter.Record(new UsageRecord(id, "stub", hour, new TokenUsage(20, 5)));
+        for (var i = 0; i < 100; i++)
+        {
+            meter.Record(new UsageRecord(id, "echo", DateTimeOffset.UtcNow.AddDays(-3), new TokenUsage(0, 0)));
+        }
+        await meter.FlushAsync();
 
         var body = JsonDocument.Parse(await _admin.GetStringAsync($"keys/{id}/usage")).RootElement;
 

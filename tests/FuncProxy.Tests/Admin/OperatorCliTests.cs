@@ -104,10 +104,12 @@ public sealed class OperatorCliTests : IAsyncLifetime
         var (id, _) = await CreateAsync();
         await using (var gateway = await GatewayHost.StartAsync(Settings(_stub), _prefix))
         {
-            var tables = (FuncProxyTables)gateway.Services.GetService(typeof(FuncProxyTables))!;
-            var usage = await tables.GetUsageAsync();
-            var stamp = DateTime.UtcNow.ToString("yyyyMMddHH", System.Globalization.CultureInfo.InvariantCulture);
-            await usage.AddEntityAsync(new Azure.Data.Tables.TableEntity(id, stamp + "_echo") { ["Requests"] = 4L, ["InputTokens"] = 40L, ["OutputTokens"] = 9L });
+            var meter = (FuncProxy.Proxying.UsageMeter)gateway.Services.GetService(typeof(FuncProxy.Proxying.UsageMeter))!;
+            for (var i = 0; i < 4; i++)
+            {
+                meter.Record(new FuncProxy.Proxying.UsageRecord(id, "echo", DateTimeOffset.UtcNow, new FuncProxy.Proxying.TokenUsage(10, i < 3 ? 2 : 3)));
+            }
+            await meter.FlushAsync();
         }
         var table = await RunAsync("keys", "usage", id);
         Assert.Equal(OperatorCli.Ok, table.Code);

@@ -153,7 +153,7 @@ public sealed partial class GatewayLimitTests : IAsyncLifetime
         var meter = _gateway.Services.GetRequiredService<UsageMeter>();
         await meter.FlushAsync();
         var hour = new DateTimeOffset(2030, 1, 1, 10, 0, 0, TimeSpan.Zero);
-        var totals = (await meter.ReadAsync(key.Record.Id, hour)).ToDictionary(t => t.Upstream);
+        var totals = (await meter.ReadAsync(key.Record.Id, hour, hour.AddHours(1))).ToDictionary(t => t.Upstream);
 
         var openai = totals["openai"];
         Assert.Equal(3, openai.Requests);
