@@ -42,10 +42,6 @@ public sealed partial class ProxyHandler
         ClientAddress clientAddress,
         ClientKeyLockout keyLockout)
     {
-        ArgumentNullException.ThrowIfNull(clientAddress);
-        ArgumentNullException.ThrowIfNull(keyLockout);
-        _clientAddress = clientAddress;
-        _keyLockout = keyLockout.Lockout;
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentNullException.ThrowIfNull(authenticator);
         ArgumentNullException.ThrowIfNull(secrets);
@@ -55,7 +51,11 @@ public sealed partial class ProxyHandler
         ArgumentNullException.ThrowIfNull(limiter);
         ArgumentNullException.ThrowIfNull(meter);
         ArgumentNullException.ThrowIfNull(logger);
+        ArgumentNullException.ThrowIfNull(clientAddress);
+        ArgumentNullException.ThrowIfNull(keyLockout);
         _metrics = metrics;
+        _clientAddress = clientAddress;
+        _keyLockout = keyLockout.Lockout;
         _catalog = catalog;
         _authenticator = authenticator;
         _secrets = secrets;
@@ -75,10 +75,11 @@ public sealed partial class ProxyHandler
         context.Response.Headers[Problem.RequestIdHeader] = Problem.RequestId(context);
         using var activity = FuncProxyMetrics.ActivitySource.StartActivity("funcproxy.proxy");
         activity?.SetTag("funcproxy.upstream", upstream);
-        var refusal = await HandleCoreAsync(context, upstream, path, activity).ConfigureAwait(false);
+        var route = _catalog.Find(upstream);
+        var refusal = await HandleCoreAsync(context, route, path, activity).ConfigureAwait(false);
         var status = context.Response.StatusCode;
         activity?.SetTag("http.response.status_code", status);
-        var routeName = _catalog.Find(upstream)?.Name ?? "(unknown)";
+        var routeName = route?.Name ?? "(unknown)";
         if (refusal is not null)
         {
             activity?.SetTag("funcproxy.refusal", refusal);
@@ -89,10 +90,9 @@ public sealed partial class ProxyHandler
     }
 
     /// <returns>Null when the call was forwarded; otherwise why the gateway answered itself.</returns>
-    private async Task<string?> HandleCoreAsync(HttpContext context, string upstream, string? path, Activity? activity)
+    private async Task<string?> HandleCoreAsync(HttpContext context, UpstreamRoute? route, string? path, Activity? activity)
     {
         // 1. Route.
-        var route = _catalog.Find(upstream);
         if (route is null)
         {
             await Problem.WriteAsync(context, StatusCodes.Status404NotFound, "unknown_upstream", "Not Found",
@@ -160,11 +160,23 @@ public sealed partial class ProxyHandler
             return "request_too_large";
         }
 
+        // The body limit goes on before anything reads the body (the limiter may read its start to estimate tokens).
+        var body = LimitBody(context, route);
+
         // 4. Limit: the key's policies admit the call, reserving its expected tokens, or answer 429 themselves.
-        var admission = await _limiter.AdmitAsync(context, key, route).ConfigureAwait(false);
+        Admission? admission;
+        try
+        {
+            admission = await _limiter.AdmitAsync(context, key, route).ConfigureAwait(false);
+        }
+        catch (RequestBodyTooLargeException)
+        {
+            await BodyTooLargeAsync(context, route).ConfigureAwait(false);
+            return "request_too_large";
+        }
         if (admission is null)
         {
-            return "rate_limited";
+            return context.Response.StatusCode == StatusCodes.Status503ServiceUnavailable ? "rate_limiter_unavailable" : "rate_limited";
         }
 
         // 7. Meter (set up now, done when the response has ended): usage is read as the response streams, settles the
@@ -201,31 +213,40 @@ public sealed partial class ProxyHandler
         }
 
         // 6. Forward.
-        return await ForwardAsync(context, route, target, key, secret).ConfigureAwait(false);
+        return await ForwardAsync(context, route, target, key, secret, body).ConfigureAwait(false);
     }
 
-    private async Task<string?> ForwardAsync(HttpContext context, UpstreamRoute route, Uri target, KeyRecord key, CachedSecret? secret)
+    /// <summary>
+    /// Holds the request body to the upstream's limit, the same in both hosts, and lifts the server's own default (about
+    /// 28.6 MiB on Kestrel), which would otherwise cut in first with an error that is not ours. Null: the request has no body.
+    /// </summary>
+    private static RequestBodyLimitStream? LimitBody(HttpContext context, UpstreamRoute route)
     {
         var request = context.Request;
         var bodyDetection = context.Features.Get<IHttpRequestBodyDetectionFeature>();
         var hasBody = bodyDetection?.CanHaveBody ?? (request.ContentLength > 0 || request.Headers.TransferEncoding.Count > 0);
-        RequestBodyLimitStream? limited = null;
-        if (hasBody)
+        if (!hasBody)
         {
-            // The upstream's limit is enforced here, the same in both hosts; the server's own default (about 28.6 MiB on
-            // Kestrel) would otherwise cut in first with an error that is not ours.
-            if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } serverLimit)
-            {
-                serverLimit.MaxRequestBodySize = null;
-            }
-            limited = new RequestBodyLimitStream(request.Body, route.MaxRequestBodyBytes);
-            request.Body = limited;
-            if (secret is not null)
-            {
-                // Keeps a copy as the body streams upstream (memory, then a temp file past 64 KiB), so the call can be
-                // replayed once if the provider rejects a credential that was rotated in Key Vault.
-                request.EnableBuffering(bufferThreshold: 64 * 1024, bufferLimit: route.MaxRequestBodyBytes);
-            }
+            return null;
+        }
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } serverLimit)
+        {
+            serverLimit.MaxRequestBodySize = null;
+        }
+        var limited = new RequestBodyLimitStream(request.Body, route.MaxRequestBodyBytes);
+        request.Body = limited;
+        return limited;
+    }
+
+    private async Task<string?> ForwardAsync(HttpContext context, UpstreamRoute route, Uri target, KeyRecord key, CachedSecret? secret, RequestBodyLimitStream? body)
+    {
+        var request = context.Request;
+        var hasBody = body is not null;
+        if (hasBody && secret is not null)
+        {
+            // Keeps a copy as the body streams upstream (memory, then a temp file past 64 KiB), so the call can be
+            // replayed once if the provider rejects a credential that was rotated in Key Vault.
+            request.EnableBuffering(bufferThreshold: 64 * 1024, bufferLimit: route.MaxRequestBodyBytes);
         }
 
         for (var attempt = 1; ; attempt++)
@@ -259,7 +280,7 @@ public sealed partial class ProxyHandler
 
             if (error != ForwarderError.None)
             {
-                await ReportForwardErrorAsync(context, route, key, error, limited?.LimitExceeded == true).ConfigureAwait(false);
+                await ReportForwardErrorAsync(context, route, key, error, body?.LimitExceeded == true).ConfigureAwait(false);
             }
             return null;
         }

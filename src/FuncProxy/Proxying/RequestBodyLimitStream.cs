@@ -32,7 +32,7 @@ internal sealed class RequestBodyLimitStream(Stream inner, long limit) : Stream
         if (_read > limit)
         {
             LimitExceeded = true;
-            throw new IOException("The request body is larger than the configured limit.");
+            throw new RequestBodyTooLargeException();
         }
         return n;
     }
@@ -42,3 +42,6 @@ internal sealed class RequestBodyLimitStream(Stream inner, long limit) : Stream
     public override void SetLength(long value) => throw new NotSupportedException();
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
+
+/// <summary>The request body crossed the upstream's limit: the client gets 413.</summary>
+public sealed class RequestBodyTooLargeException() : IOException("The request body is larger than the configured limit.");

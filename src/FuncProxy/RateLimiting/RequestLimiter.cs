@@ -43,7 +43,10 @@ public sealed partial class RequestLimiter
         _logger = logger;
     }
 
-    /// <summary>The admission, or null when the call was refused (the response is written) or the client went away.</summary>
+    /// <summary>
+    /// The admission, or null when the call was refused (the response is written) or the client went away. A body that
+    /// crosses the upstream's limit while it is read ahead throws <see cref="RequestBodyTooLargeException"/> for the caller's 413.
+    /// </summary>
     public async ValueTask<Admission?> AdmitAsync(HttpContext context, KeyRecord key, UpstreamRoute route)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -66,7 +69,7 @@ public sealed partial class RequestLimiter
         {
             return null;
         }
-        catch (Exception e) when (e is IOException or BadHttpRequestException)
+        catch (Exception e) when (e is (IOException or BadHttpRequestException) and not RequestBodyTooLargeException)
         {
             // The body could not be read ahead: the client's problem, and nothing was taken yet.
             await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "request_body_error", "Bad Request",

@@ -2,6 +2,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using FuncProxy.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace FuncProxy.Tests.Proxying;
 
@@ -105,6 +106,23 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
     }
 
     [Fact]
+    public async Task A_chunked_body_that_crosses_the_limit_while_the_token_limiter_reads_ahead_gets_413()
+    {
+        var key = await Gateway.Services.GetRequiredService<FuncProxy.Keys.KeyLifecycle>().CreateAsync(new FuncProxy.Keys.KeyCreation
+        {
+            Name = "tokens",
+            AllowedUpstreams = ["small"],
+            Limits = new FuncProxy.Keys.KeyLimits { TokensPerMinute = 1_000_000 },
+        });
+        var content = new ChunkedContent(8, 1024);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/small/upload") { Content = content };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+        using var response = await Gateway.Client.SendAsync(request);
+        await Problems.AssertProblemAsync(response, 413, "request_too_large");
+    }
+
+    [Fact]
     public async Task A_body_within_the_limit_streams_through_whole()
     {
         var key = await Gateway.MintKeyAsync("small");
@@ -113,6 +131,32 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
         using var response = await Gateway.Client.SendAsync(request);
         Assert.Equal(200, (int)response.StatusCode);
         Assert.Equal(800, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("bodyLength").GetInt64());
+    }
+
+    [Fact]
+    public async Task A_body_above_the_servers_own_default_limit_but_within_the_upstreams_goes_through_on_a_token_limited_key()
+    {
+        // Kestrel's default limit is 30,000,000 bytes; the gateway's default is 32 MiB, and the token limiter reads the
+        // start of the body before forwarding, so the server's limit must be lifted before anything reads the body.
+        var key = await Gateway.Services.GetRequiredService<FuncProxy.Keys.KeyLifecycle>().CreateAsync(new FuncProxy.Keys.KeyCreation
+        {
+            Name = "big-body",
+            AllowedUpstreams = ["echo"],
+            Limits = new FuncProxy.Keys.KeyLimits { TokensPerMinute = 1_000_000_000 },
+        });
+        const int Size = 31_000_000;
+        var body = new byte[Size];
+        body.AsSpan().Fill((byte)' ');
+        body[0] = (byte)'{';
+        body[^1] = (byte)'}';
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/echo/upload") { Content = new ByteArrayContent(body) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+
+        using var response = await Gateway.Client.SendAsync(request);
+
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal(Size, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("bodyLength").GetInt64());
     }
 
     [Fact]
