@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Threading.RateLimiting;
 using FuncProxy.Keys;
+using FuncProxy.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -24,9 +25,11 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
     private readonly LimiterContext _context;
     private readonly ConcurrentDictionary<(string KeyId, LimitPolicy Policy), PolicyLimiter> _limiters = new();
 
-    public KeyRateLimiter(CounterStore store, LimiterClock clock, IOptionsMonitor<FuncProxyOptions> options, ILogger<KeyRateLimiter> logger)
+    public KeyRateLimiter(CounterStore store, LimiterClock clock, IOptionsMonitor<FuncProxyOptions> options, FuncProxyMetrics metrics, ILogger<KeyRateLimiter> logger)
         : this(store, clock, () => options.CurrentValue.Limits, logger)
     {
+        ArgumentNullException.ThrowIfNull(metrics);
+        metrics.ObserveLimiter(store, Statistics);
     }
 
     public KeyRateLimiter(CounterStore store, LimiterClock clock, Func<LimitOptions> options, ILogger logger)
@@ -42,6 +45,9 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
     }
 
     public CounterStore Store { get; }
+
+    /// <summary>Lease hits and storage waits of every policy of every key on this instance.</summary>
+    public LimiterStatistics Statistics => _context.Statistics;
 
     public LimiterClock Clock { get; }
 

@@ -35,7 +35,23 @@ internal sealed class StorageHealth
 }
 
 /// <summary>The limiter's settings and shared parts, one per engine.</summary>
-internal sealed record LimiterContext(CounterStore Store, LimiterClock Clock, StorageHealth Health, Func<LimitOptions> Options, ILogger Logger);
+internal sealed record LimiterContext(CounterStore Store, LimiterClock Clock, StorageHealth Health, Func<LimitOptions> Options, ILogger Logger)
+{
+    public LimiterStatistics Statistics { get; } = new();
+}
+
+/// <summary>Decisions granted at once from permits leased in memory, and decisions that had to wait for a storage claim.</summary>
+public sealed class LimiterStatistics
+{
+    private long _leaseHits;
+    private long _storageWaits;
+
+    public long LeaseHits => Interlocked.Read(ref _leaseHits);
+    public long StorageWaits => Interlocked.Read(ref _storageWaits);
+
+    internal void LeaseHit() => Interlocked.Increment(ref _leaseHits);
+    internal void StorageWait() => Interlocked.Increment(ref _storageWaits);
+}
 
 /// <summary>
 /// One policy of one key, on this instance: a <see cref="RateLimiter"/> over a fixed window whose permits live in Table
@@ -205,6 +221,11 @@ internal sealed partial class PolicyLimiter : RateLimiter
             _local -= amount;
             _admitted += amount;
             _successfulLeases++;
+            if (countDemand)
+            {
+                // First look: granted without waiting for storage.
+                _context.Statistics.LeaseHit();
+            }
             if (amount > 0 && _local <= _lastBlock / 2 && _claim is null && _storageRemaining > 0 && _context.Health.IsAvailable(now))
             {
                 _claim = ClaimAsync(0, 0);
@@ -226,6 +247,7 @@ internal sealed partial class PolicyLimiter : RateLimiter
             return RefuseLocked(amount, now, TimeSpan.Zero);
         }
         claim = _claim ??= ClaimAsync(amount, amount - _local);
+        _context.Statistics.StorageWait();
         return null;
     }
 

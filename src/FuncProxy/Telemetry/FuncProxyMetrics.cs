@@ -37,6 +37,15 @@ public sealed class FuncProxyMetrics
 
     public Meter Meter { get; }
 
+    /// <summary>The distributed limiter's storage operations and conflicts, and its decisions from memory vs. waits for storage.</summary>
+    internal void ObserveLimiter(RateLimiting.CounterStore store, RateLimiting.LimiterStatistics statistics)
+    {
+        Meter.CreateObservableCounter("funcproxy.limiter.storage_operations", () => store.Operations, "{operation}", "Counter row reads and writes of the rate limiter.");
+        Meter.CreateObservableCounter("funcproxy.limiter.conflicts", () => store.Conflicts, "{operation}", "Counter writes that lost to another instance (412/409).");
+        Meter.CreateObservableCounter("funcproxy.limiter.lease_hits", () => statistics.LeaseHits, "{decision}", "Limiter decisions answered from permits leased in memory.");
+        Meter.CreateObservableCounter("funcproxy.limiter.storage_waits", () => statistics.StorageWaits, "{decision}", "Limiter decisions that waited for a claim from storage.");
+    }
+
     public void Request(string upstream, string outcome, int status) =>
         _requests.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.outcome", outcome }, { "http.response.status_code", status } });
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net.Http.Headers;
 using FuncProxy.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Trace;
@@ -85,5 +86,38 @@ public sealed class TelemetryTests
         Assert.Equal(3, proxied.Count(s => Equals(s.GetTagItem("funcproxy.key_id"), key.Record.Id) && Equals(s.GetTagItem("http.response.status_code"), 200)));
         Assert.Single(proxied, s => Equals(s.GetTagItem("funcproxy.refusal"), "invalid_api_key"));
         Assert.All(spans.SelectMany(s => s.TagObjects), tag => Assert.DoesNotContain(key.Value, tag.Value?.ToString() ?? "", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task The_limiter_reports_its_storage_operations_and_lease_hits()
+    {
+        await using var stub = await UpstreamStub.StartAsync();
+        await using var gateway = await GatewayHost.StartAsync(new Dictionary<string, string?>
+        {
+            ["FuncProxy:Upstreams:echo:BaseUrl"] = stub.BaseAddress + "echo",
+            ["FuncProxy:Limits:RequestsPerMinute"] = "1000",
+        });
+        // Scoped to this host's meter factory, so gateways of other tests running at the same time do not count.
+        var meters = gateway.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+        using var storage = new MetricCollector<long>(meters, "FuncProxy", "funcproxy.limiter.storage_operations");
+        using var hits = new MetricCollector<long>(meters, "FuncProxy", "funcproxy.limiter.lease_hits");
+        using var waits = new MetricCollector<long>(meters, "FuncProxy", "funcproxy.limiter.storage_waits");
+        var key = await gateway.MintKeyAsync("echo");
+
+        for (var i = 0; i < 20; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/api/echo/x");
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+            using var response = await gateway.Client.SendAsync(request);
+            Assert.Equal(200, (int)response.StatusCode);
+        }
+
+        storage.RecordObservableInstruments();
+        hits.RecordObservableInstruments();
+        waits.RecordObservableInstruments();
+        // The first call waits for a claim; the block it claims serves the rest from memory.
+        Assert.InRange(waits.LastMeasurement!.Value, 1, 3);
+        Assert.InRange(hits.LastMeasurement!.Value, 17, 19);
+        Assert.InRange(storage.LastMeasurement!.Value, 1, 20);
     }
 }
