@@ -169,11 +169,10 @@ public sealed class KeyLifecycle
             {
                 return null;
             }
-            var changed = change(current);
-            if (await _store.TryReplaceAsync(changed, cancellationToken).ConfigureAwait(false))
+            if (await _store.TryReplaceAsync(change(current), cancellationToken).ConfigureAwait(false) is { } stored)
             {
                 _cache.Invalidate(id);
-                return await _store.FindAsync(id, cancellationToken).ConfigureAwait(false) ?? changed;
+                return stored;
             }
         }
         throw new InvalidOperationException($"Key {id} kept changing concurrently; try again.");

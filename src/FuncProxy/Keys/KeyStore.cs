@@ -49,20 +49,23 @@ public sealed class KeyStore
         }
     }
 
-    /// <summary>Replaces a record if it has not changed since it was read (its ETag); false on a concurrent change.</summary>
-    public async Task<bool> TryReplaceAsync(KeyRecord record, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Replaces a record if it has not changed since it was read (its ETag). Returns the record as stored, with its new
+    /// ETag, or null on a concurrent change (or when the record is gone).
+    /// </summary>
+    public async Task<KeyRecord?> TryReplaceAsync(KeyRecord record, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(record);
         var table = await _tables.GetKeysAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var etag = record.ETag is null ? ETag.All : new ETag(record.ETag);
-            await table.UpdateEntityAsync(ToEntity(record), etag, TableUpdateMode.Replace, cancellationToken).ConfigureAwait(false);
-            return true;
+            var response = await table.UpdateEntityAsync(ToEntity(record), etag, TableUpdateMode.Replace, cancellationToken).ConfigureAwait(false);
+            return record with { ETag = response.Headers.ETag?.ToString() };
         }
         catch (RequestFailedException e) when (e.Status is 412 or 404)
         {
-            return false;
+            return null;
         }
     }
 
