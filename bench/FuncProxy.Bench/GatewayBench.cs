@@ -19,6 +19,8 @@ namespace FuncProxy.Bench;
 /// </summary>
 public static class GatewayBench
 {
+    private static int _reportedErrors;
+
     private const string Body = """{"model":"gpt-bench","messages":[{"role":"user","content":"Say hello."}]}""";
 
     public static async Task<int> RunAsync(string[] args)
@@ -60,12 +62,20 @@ public static class GatewayBench
         await gateway.StartAsync();
         var gatewayAddress = Address(gateway);
         var key = await gateway.Services.GetRequiredService<KeyLifecycle>().CreateAsync(new KeyCreation { Name = "bench", AllowedUpstreams = ["stub"] });
+        // The same gateway with the distributed limiter and token accounting on: limits high enough never to refuse.
+        var limited = await gateway.Services.GetRequiredService<KeyLifecycle>().CreateAsync(new KeyCreation
+        {
+            Name = "bench-limited",
+            AllowedUpstreams = ["stub"],
+            Limits = new KeyLimits { RequestsPerMinute = 100_000_000, TokensPerMinute = 100_000_000_000 },
+        });
 
         var targets = new (string Name, string Url, string? Key)[]
         {
             ("stub direct", origin + "/v1/chat/completions", null),
             ("bare YARP", yarpAddress + "/v1/chat/completions", null),
             ("FuncProxy", gatewayAddress + "/api/stub/chat/completions", key.Value),
+            ("FuncProxy+limits", gatewayAddress + "/api/stub/chat/completions", limited.Value),
         };
 
         using var client = LoadRun.NewClient(concurrency);
@@ -103,16 +113,18 @@ public static class GatewayBench
         }
         var keyReads = gateway.Services.GetRequiredService<KeyRecordCache>().StorageReads - keyReadsBefore;
         var secretReads = gateway.Services.GetRequiredService<SecretCache>().SourceReads - secretReadsBefore;
-        var gatewayRequests = results["FuncProxy"].Sum(r => r.Requests);
+        var gatewayRequests = results["FuncProxy"].Sum(r => r.Requests) + results["FuncProxy+limits"].Sum(r => r.Requests);
 
         var median = results.ToDictionary(kv => kv.Key, kv => kv.Value.OrderBy(r => r.RequestsPerSecond).ElementAt(kv.Value.Count / 2));
         var direct = median["stub direct"];
         var bare = median["bare YARP"];
         var ours = median["FuncProxy"];
+        var withLimits = median["FuncProxy+limits"];
+        var counterOps = gateway.Services.GetRequiredService<FuncProxy.RateLimiting.KeyRateLimiter>().Store.Operations;
         var table = new StringBuilder();
         table.AppendLine(CultureInfo.InvariantCulture, $"| target | req/s | p50 ms | p99 ms | errors |");
         table.AppendLine("|---|---:|---:|---:|---:|");
-        foreach (var r in new[] { direct, bare, ours })
+        foreach (var r in new[] { direct, bare, ours, withLimits })
         {
             table.AppendLine(CultureInfo.InvariantCulture, $"| {r.Name} | {r.RequestsPerSecond:F0} | {r.P50Ms:F2} | {r.P99Ms:F2} | {r.Errors} |");
         }
@@ -123,6 +135,7 @@ public static class GatewayBench
         Console.WriteLine(FormattableString.Invariant($"FuncProxy / stub direct throughput: {ours.RequestsPerSecond / direct.RequestsPerSecond:F2}"));
         Console.WriteLine(FormattableString.Invariant($"added p50 vs bare YARP: {ours.P50Ms - bare.P50Ms:F3} ms (target < 1 ms); vs direct: {ours.P50Ms - direct.P50Ms:F3} ms"));
         Console.WriteLine(FormattableString.Invariant($"added p99 vs bare YARP: {ours.P99Ms - bare.P99Ms:F3} ms"));
+        Console.WriteLine(FormattableString.Invariant($"with limits on (rpm + tpm, token accounting, metering): {withLimits.RequestsPerSecond / bare.RequestsPerSecond:F2} of bare YARP throughput, p50 +{withLimits.P50Ms - bare.P50Ms:F3} ms; limiter storage operations in the whole run: {counterOps} over {results["FuncProxy+limits"].Sum(r => r.Requests)} limited requests"));
         Console.WriteLine(FormattableString.Invariant($"storage reads per request once warm: {(double)keyReads / gatewayRequests:F5} ({keyReads} background refreshes over {gatewayRequests} requests); Key Vault/secret reads: {secretReads}"));
         Console.WriteLine(FormattableString.Invariant($"peak working set of the whole benchmark process (stub, YARP, FuncProxy, Azurite client and load generator): {Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024):F0} MiB"));
 
@@ -139,8 +152,18 @@ public static class GatewayBench
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
         }
         using var response = await client.SendAsync(request);
+        if (!response.IsSuccessStatusCode)
+        {
+            // Say what failed (the first few), so an error count is never a mystery.
+            var body = await response.Content.ReadAsStringAsync();
+            if (Interlocked.Increment(ref _reportedErrors) <= 5)
+            {
+                Console.Error.WriteLine($"  {url} answered {(int)response.StatusCode}: {body[..Math.Min(body.Length, 300)]}");
+            }
+            return false;
+        }
         await response.Content.CopyToAsync(Stream.Null);
-        return response.IsSuccessStatusCode;
+        return true;
     }
 
     private static string Address(WebApplication app) =>

@@ -254,7 +254,10 @@ public sealed class LimitOptions
     /// </summary>
     public TimeSpan LeaseDemandWindow { get; set; } = TimeSpan.FromMilliseconds(250);
 
-    /// <summary>Largest block of permits (requests or tokens) one claim takes.</summary>
+    /// <summary>
+    /// Largest block one claim takes, in calls: requests for a request policy, and for a token policy this many times the
+    /// tokens a call on this instance usually reserves.
+    /// </summary>
     public long MaxLeaseBlock { get; set; } = 1000;
 
     /// <summary>

@@ -68,8 +68,23 @@ public sealed class LimiterStatistics
 /// </summary>
 internal sealed partial class PolicyLimiter : RateLimiter
 {
+    private enum ClaimOutcome
+    {
+        /// <summary>Storage answered; permits were granted (or the window is known to be spent).</summary>
+        Answered,
+
+        /// <summary>Every attempt lost to another instance's write.</summary>
+        Contended,
+
+        /// <summary>Storage could not be reached: the failure mode applies.</summary>
+        Failed,
+    }
+
     private const long Unknown = long.MaxValue;
-    private const int MaxRounds = 4;
+    // A caller gives up (and is refused for a moment) after this many claims lost to other instances, or this many
+    // rounds in all: claims that storage granted but other callers here used first do not count as lost.
+    private const int MaxContendedRounds = 4;
+    private const int MaxRounds = 32;
 
     private readonly string _keyId;
     private readonly LimitPolicy _policy;
@@ -84,7 +99,7 @@ internal sealed partial class PolicyLimiter : RateLimiter
     private long _debt;             // spent here but not yet added to the storage counter
     private long _storageRemaining = Unknown;
     private CounterRow? _row;
-    private Task<bool>? _claim;
+    private Task<ClaimOutcome>? _claim;
 
     // Demand, carried across windows.
     private long _demandSinceClaim;
@@ -92,6 +107,7 @@ internal sealed partial class PolicyLimiter : RateLimiter
     private double _rate;
     private long _lastBlock;
     private long _lastActivityTimestamp;
+    private double _meanAmount;
 
     private long _successfulLeases;
     private long _failedLeases;
@@ -130,9 +146,10 @@ internal sealed partial class PolicyLimiter : RateLimiter
     /// <summary>Takes <paramref name="amount"/> units (0: only reports the state), claiming from storage when memory has too few.</summary>
     public async ValueTask<PolicyDecision> AcquireAsync(long amount, CancellationToken cancellationToken)
     {
+        var contended = 0;
         for (var round = 1; ; round++)
         {
-            Task<bool>? claim;
+            Task<ClaimOutcome>? claim;
             lock (_gate)
             {
                 var decision = TryDecideLocked(amount, countDemand: round == 1, mayClaim: true, out claim);
@@ -141,14 +158,14 @@ internal sealed partial class PolicyLimiter : RateLimiter
                     return d;
                 }
             }
-            var storageAnswered = await claim!.WaitAsync(cancellationToken).ConfigureAwait(false);
+            var outcome = await claim!.WaitAsync(cancellationToken).ConfigureAwait(false);
             lock (_gate)
             {
-                if (!storageAnswered)
+                if (outcome == ClaimOutcome.Failed)
                 {
                     return FallBackLocked(amount, _context.Clock.UtcNow);
                 }
-                if (round >= MaxRounds)
+                if ((outcome == ClaimOutcome.Contended && ++contended >= MaxContendedRounds) || round >= MaxRounds)
                 {
                     // Claims keep losing to other instances: refuse this one rather than spin (never over-admits).
                     return RefuseLocked(amount, _context.Clock.UtcNow, TimeSpan.FromMilliseconds(100));
@@ -206,7 +223,7 @@ internal sealed partial class PolicyLimiter : RateLimiter
     }
 
     /// <summary>Decides from memory when it can; otherwise returns null and the claim to wait for.</summary>
-    private PolicyDecision? TryDecideLocked(long amount, bool countDemand, bool mayClaim, out Task<bool>? claim)
+    private PolicyDecision? TryDecideLocked(long amount, bool countDemand, bool mayClaim, out Task<ClaimOutcome>? claim)
     {
         claim = null;
         var now = _context.Clock.UtcNow;
@@ -215,6 +232,10 @@ internal sealed partial class PolicyLimiter : RateLimiter
         if (countDemand)
         {
             _demandSinceClaim += amount;
+            if (amount > 0)
+            {
+                _meanAmount = _meanAmount == 0 ? amount : (0.9 * _meanAmount) + (0.1 * amount);
+            }
         }
         if (_local >= amount)
         {
@@ -272,7 +293,7 @@ internal sealed partial class PolicyLimiter : RateLimiter
     }
 
     /// <summary>Starts a claim sized to demand; runs without the lock and applies its outcome under it. Never throws.</summary>
-    private async Task<bool> ClaimAsync(long amount, long need)
+    private async Task<ClaimOutcome> ClaimAsync(long amount, long need)
     {
         DateTimeOffset windowStart;
         CounterRow? row;
@@ -312,7 +333,7 @@ internal sealed partial class PolicyLimiter : RateLimiter
                 }
                 _claim = null;
             }
-            return true;
+            return claim.Contended ? ClaimOutcome.Contended : ClaimOutcome.Answered;
         }
 #pragma warning disable CA1031 // Storage trouble of any kind (HTTP, timeout, auth) must become the configured failure mode, never a 500.
         catch (Exception e)
@@ -329,7 +350,7 @@ internal sealed partial class PolicyLimiter : RateLimiter
                 _row = null;
                 _claim = null;
             }
-            return false;
+            return ClaimOutcome.Failed;
         }
     }
 
@@ -346,7 +367,8 @@ internal sealed partial class PolicyLimiter : RateLimiter
         _demandSinceClaim = 0;
 
         var block = (long)Math.Ceiling(_rate * options.LeaseDemandWindow.TotalSeconds);
-        block = Math.Clamp(block, 1, options.MaxLeaseBlock);
+        // MaxLeaseBlock counts calls: a token policy's block scales with the tokens a call here usually reserves.
+        block = Math.Clamp(block, 1, (long)Math.Ceiling(options.MaxLeaseBlock * Math.Max(1, _meanAmount)));
         // Near the limit, take only a fraction of what is left, so the other instances get their share of the tail.
         var left = _storageRemaining == Unknown ? _policy.Limit : _storageRemaining;
         var share = (long)Math.Ceiling(left / (2.0 * options.ExpectedInstances));

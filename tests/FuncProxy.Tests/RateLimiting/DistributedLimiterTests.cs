@@ -92,6 +92,32 @@ public sealed class DistributedLimiterTests
     }
 
     [Fact]
+    public async Task Many_concurrent_token_reservations_far_below_the_limit_are_never_refused_and_share_few_claims()
+    {
+        // 32 callers at once on one instance, each reserving about a thousand tokens, with a limit they cannot reach:
+        // callers that find the lease empty wait for a claim together; none may be refused, and blocks must grow to
+        // cover whole calls (not 1,000 tokens at a time).
+        var storage = await TestStorage.GetConnectionStringAsync();
+        var limiter = LimiterInstances.Create(storage, TestStorage.NewTablePrefix(), new LimitOptions());
+        var key = LimiterInstances.Key(new KeyLimits { TokensPerMinute = 10_000_000_000 });
+        var refused = 0;
+        const int Calls = 3200;
+
+        await Parallel.ForEachAsync(Enumerable.Range(0, Calls), new ParallelOptions { MaxDegreeOfParallelism = 32 }, async (_, _) =>
+        {
+            var (granted, _, lease) = await LimiterInstances.AcquireAsync(limiter, key, tokens: 1050);
+            if (!granted)
+            {
+                Interlocked.Increment(ref refused);
+            }
+            lease.Dispose();
+        });
+
+        Assert.Equal(0, refused);
+        Assert.True(limiter.Store.Operations < Calls / 10, $"{limiter.Store.Operations} storage operations for {Calls} calls");
+    }
+
+    [Fact]
     public async Task A_warm_hot_key_decides_from_memory_with_almost_no_storage_operations()
     {
         var storage = await TestStorage.GetConnectionStringAsync();
