@@ -1,3 +1,4 @@
+using FuncProxy;
 using FuncProxy.Admin;
 using FuncProxy.Hosting;
 using FuncProxy.Proxying;
@@ -26,6 +27,9 @@ public static class FuncProxyEndpointRouteBuilderExtensions
         api.Map("/admin/{**path}", (HttpContext context, string? path, AdminHandler admin) => admin.HandleAsync(context, path));
         api.Map("/{upstream}/{**path}", (HttpContext context, string upstream, string? path, ProxyHandler proxy) =>
             proxy.HandleAsync(context, upstream, path));
+        // Anything else (no upstream segment, a path outside /api) is a problem+json 404 too, not an empty one.
+        endpoints.MapFallback(context => Problem.WriteAsync(context, StatusCodes.Status404NotFound, "not_found", "Not Found",
+            "No such route: calls go to /api/{upstream}/..., the management API to /api/admin/..., health to /api/health."));
         return endpoints;
     }
 }

@@ -215,6 +215,16 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
         Assert.DoesNotContain("missing-secret", problem.GetRawText(), StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("/api")]
+    [InlineData("/api/")]
+    [InlineData("/elsewhere")]
+    public async Task A_route_outside_the_gateways_gets_a_problem_404(string path)
+    {
+        using var response = await Gateway.Client.GetAsync(path);
+        await Problems.AssertProblemAsync(response, 404, "not_found");
+    }
+
     [Fact]
     public async Task Health_answers_without_a_key()
     {
