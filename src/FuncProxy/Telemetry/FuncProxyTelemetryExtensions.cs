@@ -22,6 +22,12 @@ public static class FuncProxyTelemetryExtensions
         var appInsights = configuration["APPLICATIONINSIGHTS_CONNECTION_STRING"];
         var otlp = configuration["OTEL_EXPORTER_OTLP_ENDPOINT"];
         var clientId = configuration[$"{FuncProxyOptions.SectionName}:Storage:ManagedIdentityClientId"];
+        if (string.IsNullOrWhiteSpace(appInsights) && string.IsNullOrWhiteSpace(otlp))
+        {
+            // Nowhere to send it: no SDK pipeline at all, so requests pay nothing for spans nobody reads. The engine's
+            // ActivitySource and Meter still exist for any listener a host adds (the tests add in-memory exporters).
+            return services;
+        }
 
         services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService(configuration["OTEL_SERVICE_NAME"] ?? "funcproxy"))

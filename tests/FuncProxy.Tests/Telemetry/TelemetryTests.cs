@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net.Http.Headers;
 using FuncProxy.Tests.Infrastructure;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using OpenTelemetry;
@@ -28,9 +29,10 @@ public sealed class TelemetryTests
                 [$"FuncProxy:Upstreams:{upstream}:SecretName"] = secretName,
                 [$"FuncProxy:Secrets:{secretName}"] = "telemetry-provider-secret",
             },
+            // As the engine registers it when an exporter is configured: ASP.NET Core spans as parents, ours as children.
             services: s => s.AddOpenTelemetry()
-                .WithMetrics(m => m.AddInMemoryExporter(metrics))
-                .WithTracing(t => t.AddInMemoryExporter(spans)));
+                .WithMetrics(m => m.AddMeter(FuncProxy.Telemetry.FuncProxyMetrics.Name).AddInMemoryExporter(metrics))
+                .WithTracing(t => t.AddSource(FuncProxy.Telemetry.FuncProxyMetrics.Name).AddAspNetCoreInstrumentation().AddInMemoryExporter(spans)));
         var key = await gateway.MintKeyAsync(upstream);
 
         for (var i = 0; i < 3; i++)
@@ -86,6 +88,20 @@ public sealed class TelemetryTests
         Assert.Equal(3, proxied.Count(s => Equals(s.GetTagItem("funcproxy.key_id"), key.Record.Id) && Equals(s.GetTagItem("http.response.status_code"), 200)));
         Assert.Single(proxied, s => Equals(s.GetTagItem("funcproxy.refusal"), "invalid_api_key"));
         Assert.All(spans.SelectMany(s => s.TagObjects), tag => Assert.DoesNotContain(key.Value, tag.Value?.ToString() ?? "", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Without_an_exporter_configured_no_telemetry_pipeline_is_built()
+    {
+        var services = new ServiceCollection();
+        services.AddFuncProxyTelemetry(new Microsoft.Extensions.Configuration.ConfigurationBuilder().Build());
+        Assert.DoesNotContain(services, d => d.ServiceType == typeof(TracerProvider) || d.ServiceType == typeof(MeterProvider));
+
+        var exporting = new ServiceCollection();
+        exporting.AddFuncProxyTelemetry(new Microsoft.Extensions.Configuration.ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:4317" }).Build());
+        Assert.Contains(exporting, d => d.ServiceType == typeof(TracerProvider));
+        Assert.Contains(exporting, d => d.ServiceType == typeof(MeterProvider));
     }
 
     [Fact]
