@@ -213,6 +213,7 @@ public sealed partial class ProxyHandler
         }
 
         // 6. Forward.
+        metering.Forwarding();
         return await ForwardAsync(context, route, target, key, secret, body).ConfigureAwait(false);
     }
 

@@ -241,8 +241,8 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
 
 /// <summary>
 /// One call being metered. Disposed when the response has ended: settles the token reservation with the usage read
-/// (no usage reported on a successful response: the reservation stands; on a failed one it is returned) and records
-/// the call.
+/// (no usage reported on a successful response: the reservation stands; on a failed one it is returned) and, when the
+/// call reached the upstream, records it in the usage table.
 /// </summary>
 public sealed class Metering : IDisposable
 {
@@ -265,7 +265,12 @@ public sealed class Metering : IDisposable
         _startedAt = startedAt;
     }
 
+    private bool _forwarded;
+
     public TokenUsage Usage => _reader.Usage;
+
+    /// <summary>The call goes to the upstream now; a call the gateway answered itself (e.g. 503 for a missing secret) is not metered.</summary>
+    public void Forwarding() => _forwarded = true;
 
     public void Dispose()
     {
@@ -279,6 +284,9 @@ public sealed class Metering : IDisposable
             // Refused by the gateway or the upstream: nothing was generated, so nothing is charged.
             _admission.SettleTokens(0);
         }
-        _meter.Record(new UsageRecord(_keyId, _upstream, _startedAt, usage));
+        if (_forwarded)
+        {
+            _meter.Record(new UsageRecord(_keyId, _upstream, _startedAt, usage));
+        }
     }
 }

@@ -226,6 +226,27 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
     }
 
     [Fact]
+    public async Task Calls_the_gateway_answers_itself_are_not_metered_as_upstream_usage()
+    {
+        var key = await Gateway.MintKeyAsync("nosecret", "echo");
+        foreach (var path in new[] { "/api/nosecret/models", "/api/echo/models" })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, path);
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+            using var response = await Gateway.Client.SendAsync(request);
+            Assert.Equal(path.Contains("nosecret", StringComparison.Ordinal) ? 503 : 200, (int)response.StatusCode);
+        }
+        var meter = Gateway.Services.GetRequiredService<FuncProxy.Proxying.UsageMeter>();
+        await meter.FlushAsync();
+
+        var rows = await meter.ReadAsync(key.Record.Id, DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddHours(1));
+
+        var row = Assert.Single(rows);
+        Assert.Equal("echo", row.Upstream);
+        Assert.Equal(1, row.Requests);
+    }
+
+    [Fact]
     public async Task Health_answers_without_a_key()
     {
         using var response = await Gateway.Client.GetAsync("/api/health");
