@@ -66,6 +66,14 @@ public sealed class GatewayHost : IAsyncDisposable
         return new GatewayHost(app, new Uri(address), logs, tablePrefix);
     }
 
+    /// <summary>Sends one request with a client key as <c>Authorization: Bearer</c>.</summary>
+    public async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, string key, HttpContent? content = null)
+    {
+        using var request = new HttpRequestMessage(method, path) { Content = content };
+        request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        return await Client.SendAsync(request);
+    }
+
     /// <summary>Mints a key through the engine's own key lifecycle (as the CLI does).</summary>
     public async Task<IssuedKey> MintKeyAsync(params string[] upstreams) =>
         await Services.GetRequiredService<KeyLifecycle>().CreateAsync(new KeyCreation { Name = "test", AllowedUpstreams = upstreams });

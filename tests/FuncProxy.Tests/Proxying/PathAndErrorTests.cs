@@ -52,9 +52,7 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
     public async Task The_path_and_query_are_appended_below_the_base_url()
     {
         var key = await Gateway.MintKeyAsync("echo");
-        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/echo/models/gpt-4o:generate?api-version=2024-10-21&x=a%20b");
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
-        using var response = await Gateway.Client.SendAsync(request);
+        using var response = await Gateway.SendAsync(HttpMethod.Get, "/api/echo/models/gpt-4o:generate?api-version=2024-10-21&x=a%20b", key.Value);
         var echoed = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
         Assert.Equal("/echo/base/models/gpt-4o:generate", echoed.GetProperty("path").GetString());
         Assert.Equal("?api-version=2024-10-21&x=a%20b", echoed.GetProperty("query").GetString());
@@ -87,9 +85,7 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
     {
         var key = await Gateway.MintKeyAsync("small");
         var before = fixture.Stub.Requests.Count;
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/small/upload") { Content = new ByteArrayContent(new byte[4096]) };
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
-        using var response = await Gateway.Client.SendAsync(request);
+        using var response = await Gateway.SendAsync(HttpMethod.Post, "/api/small/upload", key.Value, new ByteArrayContent(new byte[4096]));
         var problem = await Problems.AssertProblemAsync(response, 413, "request_too_large");
         Assert.Equal(1024, problem.GetProperty("limitBytes").GetInt64());
         Assert.Equal(before, fixture.Stub.Requests.Count);
@@ -99,9 +95,7 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
     public async Task A_chunked_body_that_grows_past_the_limit_gets_413()
     {
         var key = await Gateway.MintKeyAsync("small");
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/small/upload") { Content = new ChunkedContent(8, 1024) };
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
-        using var response = await Gateway.Client.SendAsync(request);
+        using var response = await Gateway.SendAsync(HttpMethod.Post, "/api/small/upload", key.Value, new ChunkedContent(8, 1024));
         await Problems.AssertProblemAsync(response, 413, "request_too_large");
     }
 
@@ -116,9 +110,7 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
         });
         var content = new ChunkedContent(8, 1024);
         content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/small/upload") { Content = content };
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
-        using var response = await Gateway.Client.SendAsync(request);
+        using var response = await Gateway.SendAsync(HttpMethod.Post, "/api/small/upload", key.Value, content);
         await Problems.AssertProblemAsync(response, 413, "request_too_large");
     }
 
@@ -126,9 +118,7 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
     public async Task A_body_within_the_limit_streams_through_whole()
     {
         var key = await Gateway.MintKeyAsync("small");
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/small/upload") { Content = new ChunkedContent(4, 200) };
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
-        using var response = await Gateway.Client.SendAsync(request);
+        using var response = await Gateway.SendAsync(HttpMethod.Post, "/api/small/upload", key.Value, new ChunkedContent(4, 200));
         Assert.Equal(200, (int)response.StatusCode);
         Assert.Equal(800, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("bodyLength").GetInt64());
     }
@@ -163,9 +153,7 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
     public async Task An_upstream_refusing_connections_gives_502()
     {
         var key = await Gateway.MintKeyAsync("dead");
-        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/dead/models");
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
-        using var response = await Gateway.Client.SendAsync(request);
+        using var response = await Gateway.SendAsync(HttpMethod.Get, "/api/dead/models", key.Value);
         await Problems.AssertProblemAsync(response, 502, "upstream_unreachable");
     }
 
@@ -208,9 +196,7 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
     public async Task A_missing_provider_secret_is_a_503_that_names_no_secret()
     {
         var key = await Gateway.MintKeyAsync("nosecret");
-        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/nosecret/models");
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
-        using var response = await Gateway.Client.SendAsync(request);
+        using var response = await Gateway.SendAsync(HttpMethod.Get, "/api/nosecret/models", key.Value);
         var problem = await Problems.AssertProblemAsync(response, 503, "credential_not_configured");
         Assert.DoesNotContain("missing-secret", problem.GetRawText(), StringComparison.Ordinal);
     }
@@ -231,9 +217,7 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
         var key = await Gateway.MintKeyAsync("nosecret", "echo");
         foreach (var path in new[] { "/api/nosecret/models", "/api/echo/models" })
         {
-            using var request = new HttpRequestMessage(HttpMethod.Get, path);
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
-            using var response = await Gateway.Client.SendAsync(request);
+            using var response = await Gateway.SendAsync(HttpMethod.Get, path, key.Value);
             Assert.Equal(path.Contains("nosecret", StringComparison.Ordinal) ? 503 : 200, (int)response.StatusCode);
         }
         var meter = Gateway.Services.GetRequiredService<FuncProxy.Proxying.UsageMeter>();
