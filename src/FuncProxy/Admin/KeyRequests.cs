@@ -275,9 +275,9 @@ public sealed partial class KeyRequests
         }
         foreach (var (name, value) in LimitValues(limits))
         {
-            if (value is { } v && (v < 1 || v > MaxLimitValue))
+            if (value is { } v && (v < 0 || v > MaxLimitValue))
             {
-                errors.Add(new("limits." + name, $"Must be between 1 and {MaxLimitValue}, or null for the default."));
+                errors.Add(new("limits." + name, $"Must be between 0 (no such limit for this key) and {MaxLimitValue}, or null for the default."));
             }
         }
     }

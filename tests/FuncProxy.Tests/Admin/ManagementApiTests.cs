@@ -174,6 +174,18 @@ public sealed class ManagementApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_limit_of_zero_lifts_the_default_for_one_key_and_a_negative_one_is_refused()
+    {
+        var (id, _) = await CreateAsync("""{"name":"unlimited","allowedUpstreams":["echo"],"limits":{"requestsPerMinute":0}}""");
+        var record = await JsonAsync(await _admin.GetAsync("keys/" + id));
+        Assert.Equal(0, record.GetProperty("limits").GetProperty("requestsPerMinute").GetInt64());
+
+        using var refused = await _admin.PostAsync("keys", JsonBody("""{"name":"bad","allowedUpstreams":["echo"],"limits":{"requestsPerMinute":-1}}"""));
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal(["limits.requestsPerMinute"], await ErrorFieldsAsync(refused));
+    }
+
+    [Fact]
     public async Task Usage_sums_the_hours_of_the_range_from_the_usage_table()
     {
         var (id, _) = await CreateAsync();
@@ -318,7 +330,7 @@ public sealed class ManagementApiTests : IAsyncLifetime
     {
         using var response = await _admin.PostAsync("keys", JsonBody("""
             {"name":"","owner":"bad\u0001owner","allowedUpstreams":["nope","echo","echo"],"expiresAt":"2001-01-01T00:00:00Z",
-             "limits":{"requestsPerMinute":0,"bogus":1,"tokensPerDay":"many"},"metadata":{"ok":"x","bad name!":"y"},"extra":true}
+             "limits":{"requestsPerMinute":-1,"bogus":1,"tokensPerDay":"many"},"metadata":{"ok":"x","bad name!":"y"},"extra":true}
             """));
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal("application/problem+json", response.Content.Headers.ContentType!.MediaType);

@@ -155,7 +155,7 @@ public sealed class OperatorCliTests : IAsyncLifetime
         Assert.Equal(OperatorCli.Usage, (await RunAsync("keys", "get")).Code);
         Assert.Equal(OperatorCli.Ok, (await RunAsync("--help")).Code);
 
-        var invalid = await RunAsync("keys", "create", "--name", "x", "--upstream", "nope", "--expires", "2001-01-01", "--limit", "requestsPerMinute=0", "--meta", "novalue");
+        var invalid = await RunAsync("keys", "create", "--name", "x", "--upstream", "nope", "--expires", "2001-01-01", "--limit", "requestsPerMinute=-5", "--meta", "novalue");
         Assert.Equal(OperatorCli.Usage, invalid.Code);
         foreach (var field in new[] { "allowedUpstreams[0]", "expiresAt", "limits.requestsPerMinute", "meta" })
         {
