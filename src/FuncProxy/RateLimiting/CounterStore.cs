@@ -86,7 +86,13 @@ public sealed class CounterStore
                     [UsedColumn] = used + granted + debt,
                     [LimitColumn] = policy.Limit,
                 };
+                var created = row is null || row.ETag == default;
                 var written = await WriteAsync(entity, row, cancellationToken).ConfigureAwait(false);
+                if (created)
+                {
+                    // Exactly one instance creates each window's row: it also clears the rows of windows before the last.
+                    _ = PruneOlderWindowsAsync(keyId, policy, windowStart);
+                }
                 return new Claim(granted, new CounterRow(used + granted + debt, written), debt, Contended: false);
             }
             catch (RequestFailedException e) when (e.Status == 404 && e.ErrorCode == "TableNotFound")
@@ -104,6 +110,40 @@ public sealed class CounterStore
             await Task.Delay(Random.Shared.Next(1, 4 * attempt), cancellationToken).ConfigureAwait(false);
         }
         return new Claim(0, null, 0, Contended: true);
+    }
+
+    /// <summary>
+    /// Deletes this policy's counter rows older than the window before <paramref name="windowStart"/>, off the request path
+    /// and best effort (what fails now goes with the next window's creation). The previous window's row stays: an instance
+    /// may still be finishing it. Counters would otherwise pile up in the key's partition forever (Table Storage has no TTL).
+    /// </summary>
+    private async Task PruneOlderWindowsAsync(string keyId, LimitPolicy policy, DateTimeOffset windowStart)
+    {
+        try
+        {
+            var previous = policy.Window.StartOf(windowStart.AddTicks(-1));
+            // Unix seconds are 10 digits until 2286, so these row keys sort by time; "ctr:rpm:" never reaches "ctr:rpmonth:".
+            var lower = $"ctr:{policy.Name}:";
+            var upper = RowKey(policy, previous);
+            var table = await _tables.GetKeysAsync(CancellationToken.None).ConfigureAwait(false);
+            var filter = TableClient.CreateQueryFilter($"PartitionKey eq {keyId} and RowKey ge {lower} and RowKey lt {upper}");
+            Interlocked.Increment(ref _operations);
+            var stale = new List<TableTransactionAction>();
+            await foreach (var e in table.QueryAsync<TableEntity>(filter, select: ["PartitionKey", "RowKey"]).ConfigureAwait(false))
+            {
+                stale.Add(new TableTransactionAction(TableTransactionActionType.Delete, e, ETag.All));
+            }
+            foreach (var batch in stale.Chunk(100))
+            {
+                Interlocked.Increment(ref _operations);
+                await table.SubmitTransactionAsync(batch).ConfigureAwait(false);
+            }
+        }
+#pragma warning disable CA1031 // Best effort by design: a failed clean-up must never surface; the next window tries again.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
     }
 
     private async Task<CounterRow?> ReadAsync(string keyId, string rowKey, CancellationToken cancellationToken)
