@@ -71,6 +71,13 @@ internal static class PeersBench
         var children = new List<ChildProcess>();
         try
         {
+            var own = await StartOwnProcessAsync(azurite.ConnectionString, origin, skipped);
+            if (own is not null)
+            {
+                children.Add(own.Value.Process);
+                targets.Add(new("FuncProxy+limits, own process", $"http://127.0.0.1:{own.Value.Port}/api/stub/chat/completions", [new("Authorization", "Bearer " + own.Value.Key)],
+                    "the same, as a separate 'dotnet FuncProxy.Server.dll' process (as nginx and Portkey are), key minted with 'keys create --limit requestsPerMinute=100000000 --limit tokensPerMinute=100000000000'"));
+            }
             var nginx = await StartNginxAsync(scratch.FullName, origin, nginxWorkers, skipped);
             if (nginx is not null)
             {
@@ -127,28 +134,37 @@ internal static class PeersBench
                 {
                     var r = await LoadRun.RunAsync(t.Name, concurrency, TimeSpan.FromSeconds(seconds), c => SendAsync(c, t), client);
                     results[t.Name].Add(r);
-                    Console.WriteLine(Inv($"  round {round + 1} {r.Name,-16} {r.RequestsPerSecond,9:F0} req/s  p50 {r.P50Ms,6:F2} ms  p99 {r.P99Ms,6:F2} ms  errors {r.Errors}"));
+                    Console.WriteLine(Inv($"  round {round + 1} {r.Name,-30} {r.RequestsPerSecond,9:F0} req/s  p50 {r.P50Ms,6:F2} ms  p99 {r.P99Ms,6:F2} ms  errors {r.Errors}"));
                 }
             }
 
             var median = results.ToDictionary(kv => kv.Key, kv => kv.Value.OrderBy(r => r.RequestsPerSecond).ElementAt(kv.Value.Count / 2));
             var ours = median["FuncProxy+limits"];
+            var oursOwn = median.GetValueOrDefault("FuncProxy+limits, own process");
             Console.WriteLine();
-            Console.WriteLine("| target | req/s | p50 ms | p99 ms | errors | FuncProxy req/s ÷ this |");
-            Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+            Console.WriteLine("| target | req/s | p50 ms | p99 ms | errors | FuncProxy (in-process) req/s ÷ this | FuncProxy (own process) req/s ÷ this |");
+            Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
             foreach (var t in targets)
             {
                 var r = median[t.Name];
-                Console.WriteLine(Inv($"| {r.Name} | {r.RequestsPerSecond:F0} | {r.P50Ms:F2} | {r.P99Ms:F2} | {r.Errors} | {ours.RequestsPerSecond / r.RequestsPerSecond:F2} |"));
+                Console.WriteLine(Inv($"| {r.Name} | {r.RequestsPerSecond:F0} | {r.P50Ms:F2} | {r.P99Ms:F2} | {r.Errors} | {ours.RequestsPerSecond / r.RequestsPerSecond:F2} | {(oursOwn is null ? "-" : (oursOwn.RequestsPerSecond / r.RequestsPerSecond).ToString("F2", CultureInfo.InvariantCulture))} |"));
             }
             Console.WriteLine();
             if (median.TryGetValue("nginx limit_req", out var ng))
             {
                 Console.WriteLine(Inv($"FuncProxy / nginx limit_req: throughput {ours.RequestsPerSecond / ng.RequestsPerSecond:F2} (target >= 0.80), p50 {ours.P50Ms - ng.P50Ms:+0.00;-0.00} ms, p99 {ours.P99Ms - ng.P99Ms:+0.00;-0.00} ms"));
+                if (oursOwn is not null)
+                {
+                    Console.WriteLine(Inv($"FuncProxy (own process) / nginx limit_req: throughput {oursOwn.RequestsPerSecond / ng.RequestsPerSecond:F2}, p50 {oursOwn.P50Ms - ng.P50Ms:+0.00;-0.00} ms, p99 {oursOwn.P99Ms - ng.P99Ms:+0.00;-0.00} ms"));
+                }
             }
             if (median.TryGetValue("Portkey", out var pk))
             {
                 Console.WriteLine(Inv($"FuncProxy / Portkey: throughput {ours.RequestsPerSecond / pk.RequestsPerSecond:F2} (target > 1.00), p50 {ours.P50Ms - pk.P50Ms:+0.00;-0.00} ms, p99 {ours.P99Ms - pk.P99Ms:+0.00;-0.00} ms"));
+                if (oursOwn is not null)
+                {
+                    Console.WriteLine(Inv($"FuncProxy (own process) / Portkey: throughput {oursOwn.RequestsPerSecond / pk.RequestsPerSecond:F2}, p50 {oursOwn.P50Ms - pk.P50Ms:+0.00;-0.00} ms, p99 {oursOwn.P99Ms - pk.P99Ms:+0.00;-0.00} ms"));
+                }
             }
             return 0;
         }
@@ -170,6 +186,52 @@ internal static class PeersBench
             {
             }
         }
+    }
+
+    /// <summary>FuncProxy.Server in its own process, so that it does not share a runtime with the stub and the load generator.</summary>
+    private static async Task<(ChildProcess Process, int Port, string Key)?> StartOwnProcessAsync(string connectionString, string origin, List<string> skipped)
+    {
+        var dll = ProcessAccuracyBench.FindServerDll();
+        if (dll is null)
+        {
+            skipped.Add("FuncProxy+limits, own process: FuncProxy.Server.dll not found");
+            return null;
+        }
+        var port = AzuriteProcess.FreePort();
+        var environment = new Dictionary<string, string>
+        {
+            ["FuncProxy__Storage__ConnectionString"] = connectionString,
+            ["FuncProxy__Storage__TablePrefix"] = "o" + Guid.NewGuid().ToString("N")[..10],
+            ["FuncProxy__Upstreams__stub__BaseUrl"] = origin + "/v1",
+            ["FuncProxy__Upstreams__stub__SecretName"] = "stubkey",
+            ["FuncProxy__Secrets__stubkey"] = "bench-provider-secret",
+            ["Logging__LogLevel__Default"] = "Warning",
+            ["ASPNETCORE_ENVIRONMENT"] = "Production",
+            ["ASPNETCORE_URLS"] = Inv($"http://127.0.0.1:{port}"),
+        };
+        var directory = Path.GetDirectoryName(dll)!;
+        var created = await ChildProcess.RunAsync("dotnet",
+            [dll, "keys", "create", "--name", "bench-peers", "--upstream", "stub", "--limit", "requestsPerMinute=100000000", "--limit", "tokensPerMinute=100000000000", "--json"],
+            environment, directory);
+        if (created.ExitCode != 0)
+        {
+            skipped.Add($"FuncProxy+limits, own process: keys create failed: {Trim(created.Output + created.Error, 300)}");
+            return null;
+        }
+        using var json = JsonDocument.Parse(created.Output);
+        var key = json.RootElement.GetProperty("key").GetString()!;
+        var process = ChildProcess.Start("FuncProxy.Server", "dotnet", [dll], environment, directory);
+        try
+        {
+            await process.WaitForPortAsync(port, TimeSpan.FromSeconds(60));
+        }
+        catch (InvalidOperationException e)
+        {
+            await process.DisposeAsync();
+            skipped.Add("FuncProxy+limits, own process: " + e.Message);
+            return null;
+        }
+        return (process, port, key);
     }
 
     private static async Task<(ChildProcess Process, int Port, string Version)?> StartNginxAsync(string scratch, string origin, string workers, List<string> skipped)

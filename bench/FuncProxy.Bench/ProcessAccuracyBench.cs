@@ -214,7 +214,7 @@ internal static class ProcessAccuracyBench
         Console.WriteLine(Inv($"| {load}x | {offered.Average():F0} | {windows.Length} | {admitted.Min()} | {admitted.Average():F1} | {admitted.Max()} | {certain.Count(x => x > limit)} | {ambiguous.Max()} | {fraction:P1} | {refused} | {other} | {string.Join(" ", admitted)} |"));
     }
 
-    private static string? FindServerDll()
+    internal static string? FindServerDll()
     {
         var beside = Path.Combine(AppContext.BaseDirectory, "FuncProxy.Server.dll");
         if (File.Exists(beside) && File.Exists(Path.Combine(AppContext.BaseDirectory, "FuncProxy.Server.runtimeconfig.json")))
