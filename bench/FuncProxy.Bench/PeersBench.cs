@@ -150,6 +150,17 @@ internal static class PeersBench
                 Console.WriteLine(Inv($"| {r.Name} | {r.RequestsPerSecond:F0} | {r.P50Ms:F2} | {r.P99Ms:F2} | {r.Errors} | {ours.RequestsPerSecond / r.RequestsPerSecond:F2} | {(oursOwn is null ? "-" : (oursOwn.RequestsPerSecond / r.RequestsPerSecond).ToString("F2", CultureInfo.InvariantCulture))} |"));
             }
             Console.WriteLine();
+            // On a shared machine whole rounds speed up and slow down together: the ratio within each round is steadier
+            // than the ratio of the medians.
+            foreach (var peer in new[] { "nginx limit_req", "Portkey" }.Where(results.ContainsKey))
+            {
+                foreach (var mine in new[] { "FuncProxy+limits", "FuncProxy+limits, own process" }.Where(results.ContainsKey))
+                {
+                    var perRound = results[mine].Zip(results[peer], (a, b) => a.RequestsPerSecond / b.RequestsPerSecond).ToArray();
+                    Console.WriteLine(Inv($"{mine} / {peer}, round by round: {string.Join(", ", perRound.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))} (median {perRound.Order().ElementAt(perRound.Length / 2):F2})"));
+                }
+            }
+            Console.WriteLine();
             if (median.TryGetValue("nginx limit_req", out var ng))
             {
                 Console.WriteLine(Inv($"FuncProxy / nginx limit_req: throughput {ours.RequestsPerSecond / ng.RequestsPerSecond:F2} (target >= 0.80), p50 {ours.P50Ms - ng.P50Ms:+0.00;-0.00} ms, p99 {ours.P99Ms - ng.P99Ms:+0.00;-0.00} ms"));
