@@ -8,6 +8,8 @@ return mode switch
     "gateway" => await GatewayBench.RunAsync(rest),
     "stub" => await StubMode.RunAsync(rest),
     "limiter" => await LimiterBench.RunAsync(rest),
+    "peers" => await PeersBench.RunAsync(rest),
+    "accuracy-processes" => await ProcessAccuracyBench.RunAsync(rest),
     _ => Usage(),
 };
 
@@ -22,6 +24,12 @@ static int Usage()
               for trying the gateway without a provider account
           limiter [--plot docs/benchmarks/limiter-accuracy.png]
               the distributed limiter on a hot key vs a naive read+ETag-write counter, and accuracy across 3 instances
+          peers [--concurrency 32] [--seconds 5] [--rounds 3] [--nginx-workers auto] [--portkey-dir DIR]
+              FuncProxy.Server with limits on vs nginx limit_req and the Portkey gateway (installed into DIR with npm
+              if missing), all in front of the provider stub; the nginx package must be installed
+          accuracy-processes [--limit 200] [--seconds 6] [--server-dll PATH] [--local-clock]
+              accuracy of one key's requests-per-second limit across 3 separate FuncProxy.Server processes on one
+              Azurite, over HTTP, at 0.5x, 1x, 2x and 10x the limit
         """);
     return 2;
 }
