@@ -38,21 +38,7 @@ internal sealed class ChildProcess : IAsyncDisposable
 
     public static ChildProcess Start(string name, string fileName, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, string? workingDirectory = null)
     {
-        var start = new ProcessStartInfo(fileName)
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = workingDirectory ?? Environment.CurrentDirectory,
-        };
-        foreach (var a in arguments)
-        {
-            start.ArgumentList.Add(a);
-        }
-        foreach (var (k, v) in environment ?? new Dictionary<string, string>())
-        {
-            start.Environment[k] = v;
-        }
+        var start = StartInfo(fileName, arguments, environment, workingDirectory);
         var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {fileName}.");
         Running[process.Id] = process;
         var child = new ChildProcess(name, process);
@@ -63,8 +49,7 @@ internal sealed class ChildProcess : IAsyncDisposable
         return child;
     }
 
-    /// <summary>Runs a process to its end and returns its exit code and standard output.</summary>
-    public static async Task<(int ExitCode, string Output, string Error)> RunAsync(string fileName, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, string? workingDirectory = null)
+    private static ProcessStartInfo StartInfo(string fileName, IEnumerable<string> arguments, IDictionary<string, string>? environment, string? workingDirectory)
     {
         var start = new ProcessStartInfo(fileName)
         {
@@ -81,6 +66,13 @@ internal sealed class ChildProcess : IAsyncDisposable
         {
             start.Environment[k] = v;
         }
+        return start;
+    }
+
+    /// <summary>Runs a process to its end and returns its exit code and standard output.</summary>
+    public static async Task<(int ExitCode, string Output, string Error)> RunAsync(string fileName, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, string? workingDirectory = null)
+    {
+        var start = StartInfo(fileName, arguments, environment, workingDirectory);
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {fileName}.");
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();

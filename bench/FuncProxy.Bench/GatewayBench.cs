@@ -4,10 +4,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using FuncProxy.Keys;
 using FuncProxy.Secrets;
-using FuncProxy.Server;
 using FuncProxy.Tests.Infrastructure;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace FuncProxy.Bench;
@@ -45,22 +42,9 @@ public static class GatewayBench
             await forwarder.SendAsync(context, origin, invoker, ForwarderRequestConfig.Empty, HttpTransformer.Empty);
         });
         await yarp.StartAsync();
-        var yarpAddress = Address(yarp);
+        var yarpAddress = BenchGateway.Address(yarp);
 
-        var gateway = await GatewayServer.BuildAsync(["--urls", "http://127.0.0.1:0"], b =>
-        {
-            b.Configuration.Sources.Clear();
-            b.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-            {
-                ["FuncProxy:Storage:ConnectionString"] = azurite.ConnectionString,
-                ["FuncProxy:Upstreams:stub:BaseUrl"] = origin + "/v1",
-                ["FuncProxy:Upstreams:stub:SecretName"] = "stub-key",
-                ["FuncProxy:Secrets:stub-key"] = "bench-provider-secret",
-            });
-            b.Logging.ClearProviders();
-        }, startLocalStorage: false);
-        await gateway.StartAsync();
-        var gatewayAddress = Address(gateway);
+        var (gateway, gatewayAddress) = await BenchGateway.StartAsync(azurite.ConnectionString, origin);
         var key = await gateway.Services.GetRequiredService<KeyLifecycle>().CreateAsync(new KeyCreation { Name = "bench", AllowedUpstreams = ["stub"] });
         // The same gateway with the distributed limiter and token accounting on: limits high enough never to refuse.
         var limited = await gateway.Services.GetRequiredService<KeyLifecycle>().CreateAsync(new KeyCreation
@@ -165,9 +149,6 @@ public static class GatewayBench
         await response.Content.CopyToAsync(Stream.Null);
         return true;
     }
-
-    private static string Address(WebApplication app) =>
-        app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
 
     private static int Option(string[] args, string name, int fallback)
     {

@@ -3,10 +3,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using FuncProxy.Keys;
-using FuncProxy.Server;
 using FuncProxy.Tests.Infrastructure;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 
 namespace FuncProxy.Bench;
 
@@ -39,20 +36,7 @@ internal static class PeersBench
         var origin = stub.BaseAddress.GetLeftPart(UriPartial.Authority);
         await using var azurite = await AzuriteProcess.StartAsync();
 
-        var gateway = await GatewayServer.BuildAsync(["--urls", "http://127.0.0.1:0"], b =>
-        {
-            b.Configuration.Sources.Clear();
-            b.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-            {
-                ["FuncProxy:Storage:ConnectionString"] = azurite.ConnectionString,
-                ["FuncProxy:Upstreams:stub:BaseUrl"] = origin + "/v1",
-                ["FuncProxy:Upstreams:stub:SecretName"] = "stub-key",
-                ["FuncProxy:Secrets:stub-key"] = "bench-provider-secret",
-            });
-            b.Logging.ClearProviders();
-        }, startLocalStorage: false);
-        await gateway.StartAsync();
-        var gatewayAddress = gateway.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var (gateway, gatewayAddress) = await BenchGateway.StartAsync(azurite.ConnectionString, origin);
         // Limits far above the load, so none is ever refused: what is measured is the cost of checking them.
         var key = await gateway.Services.GetRequiredService<KeyLifecycle>().CreateAsync(new KeyCreation
         {
