@@ -61,7 +61,9 @@ public sealed class RevocationAcrossInstancesTests(ITestOutputHelper output)
 
         var worst = refusedAfter.Max();
         output.WriteLine($"{verb}: refused by the other instances after {string.Join(", ", refusedAfter.Select(t => $"{t.TotalMilliseconds:F0} ms"))} (bound {cacheDuration.TotalSeconds} s + one storage read); requests per instance {string.Join(", ", requests)}.");
-        Assert.True(worst <= cacheDuration + TimeSpan.FromSeconds(1), $"refused after {worst}, bound {cacheDuration}");
+        // The bound is the cache duration plus one storage read; the slack is generous because a busy machine can take
+        // seconds for that read. The figure printed above is the measurement; this only catches a cache that outlives its bound.
+        Assert.True(worst <= cacheDuration + TimeSpan.FromSeconds(4), $"refused after {worst}, bound {cacheDuration}");
         for (var i = 0; i < others.Length; i++)
         {
             var reads = others[i].Services.GetRequiredService<KeyRecordCache>().StorageReads - readsBefore[i];

@@ -42,11 +42,18 @@ public sealed class GatewayHost : IAsyncDisposable
         string? connectionString = null)
     {
         tablePrefix ??= TestStorage.NewTablePrefix();
-        var config = new Dictionary<string, string?>(settings)
+        var config = new Dictionary<string, string?>
         {
-            ["FuncProxy:Storage:ConnectionString"] = connectionString ?? await TestStorage.GetConnectionStringAsync(),
-            ["FuncProxy:Storage:TablePrefix"] = tablePrefix,
+            // A loaded test machine can take seconds to answer a storage call; at the default 2 s a slow claim would count
+            // as an outage and switch the limiter to its failure mode mid-test. Outage tests set their own.
+            ["FuncProxy:Limits:StorageTimeout"] = "00:00:30",
         };
+        foreach (var (name, value) in settings)
+        {
+            config[name] = value;
+        }
+        config["FuncProxy:Storage:ConnectionString"] = connectionString ?? await TestStorage.GetConnectionStringAsync();
+        config["FuncProxy:Storage:TablePrefix"] = tablePrefix;
         var logs = new CapturedLogs();
         var app = await GatewayServer.BuildAsync(
             ["--urls", "http://127.0.0.1:0", "--environment", "Testing"],

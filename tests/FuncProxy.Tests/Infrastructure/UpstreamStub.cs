@@ -45,6 +45,12 @@ public sealed class UpstreamStub : IAsyncDisposable
     /// <summary>Delay between streamed events.</summary>
     public TimeSpan StreamDelay { get; set; } = TimeSpan.FromMilliseconds(20);
 
+    /// <summary>
+    /// When set, a streamed chat completion waits for it after its first event, so a test can see that event arrive while
+    /// the rest is not even produced yet (proof that nothing buffers the stream, without timing it).
+    /// </summary>
+    public TaskCompletionSource? HoldAfterFirstEvent { get; set; }
+
     /// <summary>Completed when a <c>/stream-forever</c> call notices its client went away.</summary>
     public TaskCompletionSource StreamCancelled { get; private set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -128,6 +134,10 @@ public sealed class UpstreamStub : IAsyncDisposable
                 choices = new[] { new { index = 0, delta = new { role = i == 0 ? "assistant" : null, content = words[i] }, finish_reason = (string?)null } },
             };
             await WriteEventAsync(context, null, JsonSerializer.Serialize(chunk));
+            if (i == 0 && HoldAfterFirstEvent is { } hold)
+            {
+                await hold.Task.WaitAsync(context.RequestAborted);
+            }
             await Task.Delay(StreamDelay, context.RequestAborted);
         }
         var final = new

@@ -168,8 +168,9 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
         using var response = await Gateway.Client.SendAsync(request);
         clock.Stop();
         await Problems.AssertProblemAsync(response, 504, "upstream_timeout");
-        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(10));
-        await fixture.Stub.HangCancelled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        // Not before the timeout; the upper bound only tells "the timeout fired" from "the upstream answered" (it never does).
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(60));
+        await fixture.Stub.HangCancelled.Task.WaitAsync(TimeSpan.FromSeconds(60));
     }
 
     [Fact]
@@ -189,7 +190,7 @@ public sealed class PathAndErrorTests(GatewayFixture fixture) : IClassFixture<Ga
         }
         client.CancelPendingRequests();
         client.Dispose();
-        await fixture.Stub.StreamCancelled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await fixture.Stub.StreamCancelled.Task.WaitAsync(TimeSpan.FromSeconds(60));
     }
 
     [Fact]

@@ -7,8 +7,18 @@ namespace FuncProxy.Tests.RateLimiting;
 /// <summary>Engine instances as separate Function instances would have them: own storage client, clock, leases and caches.</summary>
 internal static class LimiterInstances
 {
+    private static readonly TimeSpan DefaultStorageTimeout = new LimitOptions().StorageTimeout;
+
+    /// <remarks>
+    /// Unless the test chose its own, the storage timeout is generous: on a loaded machine a healthy Azurite can take
+    /// seconds to answer, and at the default 2 s a slow claim would count as an outage and switch the failure mode on.
+    /// </remarks>
     public static KeyRateLimiter Create(string connectionString, string tablePrefix, LimitOptions options, TimeProvider? time = null)
     {
+        if (options.StorageTimeout == DefaultStorageTimeout)
+        {
+            options.StorageTimeout = TimeSpan.FromSeconds(30);
+        }
         var service = FuncProxyTables.CreateServiceClient(new StorageOptions { ConnectionString = connectionString });
         var tables = new FuncProxyTables(service, tablePrefix);
         var clock = new LimiterClock(time ?? TimeProvider.System, options.UseStorageClock);
