@@ -97,8 +97,8 @@ internal static class OperatorCli
         [("keys", "list")] = new("keys list [--owner OWNER] [--status active|disabled|revoked] [--upstream UPSTREAM] [--json]",
             ["json"], ["owner", "status", "upstream"], s => s.ListAsync()),
         [("keys", "get")] = new("keys get KEY_ID [--json]", ["json"], [], s => s.GetAsync()),
-        [("keys", "update")] = new("keys update KEY_ID [--name NAME] [--owner OWNER | --clear-owner] [--upstream UPSTREAM ...] [--expires DATE | --clear-expires] [--limit NAME=N ... | --clear-limits] [--meta NAME=VALUE ... | --clear-meta] [--json]",
-            ["json", "clear-owner", "clear-expires", "clear-limits", "clear-meta"], ["name", "owner", "upstream", "expires", "limit", "meta"], s => s.UpdateAsync()),
+        [("keys", "update")] = new("keys update KEY_ID [--name NAME] [--owner OWNER | --clear-owner] [--upstream UPSTREAM ...] [--expires DATE | --clear-expires] [--clear-limits] [--limit NAME=N|default ...] [--clear-meta] [--meta NAME=VALUE ...] [--remove-meta NAME ...] [--json]",
+            ["json", "clear-owner", "clear-expires", "clear-limits", "clear-meta"], ["name", "owner", "upstream", "expires", "limit", "meta", "remove-meta"], s => s.UpdateAsync()),
         [("keys", "disable")] = new("keys disable KEY_ID [--json]", ["json"], [], s => s.SetStatusAsync("disable")),
         [("keys", "enable")] = new("keys enable KEY_ID [--json]", ["json"], [], s => s.SetStatusAsync("enable")),
         [("keys", "revoke")] = new("keys revoke KEY_ID [--json]", ["json"], [], s => s.SetStatusAsync("revoke")),
@@ -219,8 +219,9 @@ internal static class OperatorCli
                 Owner = a.Flag("clear-owner") ? new Change<string?>(null) : a.Single("owner") is { } o ? new Change<string?>(o) : null,
                 AllowedUpstreams = a.All("upstream") is { Count: > 0 } u ? u : null,
                 ExpiresAt = a.Flag("clear-expires") ? new Change<DateTimeOffset?>(null) : Date("expires", errors) is { } e ? new Change<DateTimeOffset?>(e) : null,
-                Limits = a.Flag("clear-limits") ? new Change<KeyLimits?>(null) : Limits(errors) is { } l ? new Change<KeyLimits?>(l) : null,
-                Metadata = a.Flag("clear-meta") ? new Dictionary<string, string>() : Metadata(errors),
+                // Merged into the key as the API's merge patch is: the limits and entries not named stay as they are.
+                Limits = LimitsPatch(errors),
+                Metadata = MetadataPatch(errors),
             };
             if (errors.Count == 0 && update.FieldNames().Count == 0)
             {
@@ -232,8 +233,19 @@ internal static class OperatorCli
                 await Get<AuditLog>().WriteAsync(_audit, "key.update", id, "invalid", "fields: " + string.Join(", ", errors.Select(x => x.Field).Distinct()));
                 return await InvalidAsync(errors);
             }
-            return await ChangeAsync("key.update", id, "fields: " + string.Join(", ", update.FieldNames()), () => Get<KeyLifecycle>().UpdateAsync(id, update));
+            var fields = "fields: " + string.Join(", ", update.FieldNames());
+            try
+            {
+                return await ChangeAsync("key.update", id, fields, () => Get<KeyLifecycle>().UpdateAsync(id, update));
+            }
+            catch (KeyUpdateRejectedException rejected)
+            {
+                await Get<AuditLog>().WriteAsync(_audit, "key.update", id, "invalid", "fields: " + rejected.Field);
+                return await InvalidAsync([new FieldError(OptionFor(rejected.Field), rejected.Message)]);
+            }
         }
+
+        private static string OptionFor(string field) => field == "metadata" ? "meta" : field;
 
         public async Task<int> SetStatusAsync(string verb)
         {
@@ -532,26 +544,57 @@ internal static class OperatorCli
             return null;
         }
 
-        private KeyLimits? Limits(List<FieldError> errors)
+        /// <summary>The <c>--limit</c> pairs as the API's <c>limits</c> merge patch; <c>NAME=default</c> removes that override.</summary>
+        private MapPatch<long>? LimitPairs(List<FieldError> errors)
         {
             var pairs = Pairs("limit", errors);
             if (pairs.Count == 0)
             {
                 return null;
             }
-            var json = "{" + string.Join(",", pairs.Select(p => JsonSerializer.Serialize(p.Key) + ":" + (long.TryParse(p.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n.ToString(CultureInfo.InvariantCulture) : JsonSerializer.Serialize(p.Value)))) + "}";
+            var json = "{" + string.Join(",", pairs.Select(p => JsonSerializer.Serialize(p.Key) + ":" + LimitValue(p.Value))) + "}";
             // The same parser as the management API, so both name and check limits alike.
             using var document = JsonDocument.Parse("{\"limits\":" + json + "}");
             var parseErrors = new List<FieldError>();
             var update = Get<KeyRequests>().ParseUpdate(document.RootElement, parseErrors);
             errors.AddRange(parseErrors);
-            return update?.Limits?.Value;
+            return update?.Limits;
+        }
+
+        private static string LimitValue(string text) =>
+            long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n.ToString(CultureInfo.InvariantCulture)
+            : text is "default" or "null" ? "null"
+            : JsonSerializer.Serialize(text);
+
+        private KeyLimits? Limits(List<FieldError> errors) =>
+            LimitPairs(errors) is { } patch ? KeyLimits.FromOverrides(patch.Set) ?? new KeyLimits() : null;
+
+        private MapPatch<long>? LimitsPatch(List<FieldError> errors)
+        {
+            var patch = LimitPairs(errors);
+            return a.Flag("clear-limits") ? (patch ?? new MapPatch<long>()) with { RemoveAll = true } : patch;
         }
 
         private Dictionary<string, string>? Metadata(List<FieldError> errors)
         {
             var pairs = Pairs("meta", errors);
             return pairs.Count == 0 ? null : pairs.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
+        }
+
+        private MapPatch<string>? MetadataPatch(List<FieldError> errors)
+        {
+            var set = Metadata(errors);
+            var remove = a.All("remove-meta");
+            if (set is null && remove.Count == 0 && !a.Flag("clear-meta"))
+            {
+                return null;
+            }
+            return new MapPatch<string>
+            {
+                RemoveAll = a.Flag("clear-meta"),
+                Set = set ?? new Dictionary<string, string>(StringComparer.Ordinal),
+                Remove = remove.Where(r => set is null || !set.ContainsKey(r)).ToList(),
+            };
         }
 
         private List<KeyValuePair<string, string>> Pairs(string option, List<FieldError> errors)

@@ -397,6 +397,12 @@ public sealed partial class AdminHandler : IDisposable
             await Problem.WriteAsync(context, StatusCodes.Status409Conflict, "key_state_conflict", "Conflict", e.Message).ConfigureAwait(false);
             return;
         }
+        catch (KeyUpdateRejectedException e)
+        {
+            await AuditAsync(audit, action, id, "invalid", "fields: " + e.Field).ConfigureAwait(false);
+            await Problem.InvalidAsync(context, [new FieldError(e.Field, e.Message)]).ConfigureAwait(false);
+            return;
+        }
         if (record is null)
         {
             await AuditAsync(audit, action, id, "not_found", detail).ConfigureAwait(false);

@@ -22,24 +22,12 @@ public sealed partial class KeyRequests
     public const int MaxNameLength = 100;
     public const int MaxOwnerLength = 100;
     public const int MaxUpstreams = 50;
-    public const int MaxMetadataEntries = 20;
+    public const int MaxMetadataEntries = KeyRecord.MaxMetadataEntries;
     public const int MaxMetadataValueLength = 256;
     public const long MaxLimitValue = 1_000_000_000_000;
     public static readonly TimeSpan MaxLifetime = TimeSpan.FromDays(3660);
 
     private static readonly string[] CreateFields = ["name", "owner", "allowedUpstreams", "expiresAt", "limits", "metadata"];
-
-    private static readonly Dictionary<string, Func<KeyLimits, long?, KeyLimits>> LimitFields = new(StringComparer.Ordinal)
-    {
-        ["requestsPerSecond"] = (l, v) => l with { RequestsPerSecond = v },
-        ["requestsPerMinute"] = (l, v) => l with { RequestsPerMinute = v },
-        ["requestsPerHour"] = (l, v) => l with { RequestsPerHour = v },
-        ["tokensPerMinute"] = (l, v) => l with { TokensPerMinute = v },
-        ["requestsPerDay"] = (l, v) => l with { RequestsPerDay = v },
-        ["requestsPerMonth"] = (l, v) => l with { RequestsPerMonth = v },
-        ["tokensPerDay"] = (l, v) => l with { TokensPerDay = v },
-        ["tokensPerMonth"] = (l, v) => l with { TokensPerMonth = v },
-    };
 
     private readonly UpstreamCatalog _catalog;
     private readonly TimeProvider _time;
@@ -53,7 +41,7 @@ public sealed partial class KeyRequests
     }
 
     /// <summary>The JSON field names of <see cref="KeyLimits"/>.</summary>
-    public static IEnumerable<string> LimitNames => LimitFields.Keys;
+    public static IEnumerable<string> LimitNames => KeyLimits.Names;
 
     public KeyCreation? ParseCreation(JsonElement body, List<FieldError> errors)
     {
@@ -83,7 +71,11 @@ public sealed partial class KeyRequests
         return errors.Count == 0 ? creation : null;
     }
 
-    /// <summary>A JSON merge patch: absent fields stay, <c>null</c> clears owner, expiry and limits (and empties metadata).</summary>
+    /// <summary>
+    /// A JSON merge patch (RFC 7396): absent fields stay; <c>null</c> clears owner and expiry, and removes every limit
+    /// override or metadata entry; <c>limits</c> and <c>metadata</c> objects merge member by member, a member's
+    /// <c>null</c> removing that override or entry; <c>allowedUpstreams</c> (an array) is replaced whole.
+    /// </summary>
     public KeyUpdate? ParseUpdate(JsonElement body, List<FieldError> errors)
     {
         ArgumentNullException.ThrowIfNull(errors);
@@ -99,8 +91,8 @@ public sealed partial class KeyRequests
             Owner = body.TryGetProperty("owner", out _) ? new Change<string?>(String(body, "owner", errors, required: false)) : null,
             AllowedUpstreams = body.TryGetProperty("allowedUpstreams", out _) ? StringArray(body, "allowedUpstreams", errors, required: true) : null,
             ExpiresAt = body.TryGetProperty("expiresAt", out _) ? new Change<DateTimeOffset?>(Date(body, "expiresAt", errors)?.Value) : null,
-            Limits = body.TryGetProperty("limits", out var l) ? new Change<KeyLimits?>(Limits(l, errors)?.Value) : null,
-            Metadata = body.TryGetProperty("metadata", out var m) ? Metadata(m, errors) ?? new Dictionary<string, string>() : null,
+            Limits = body.TryGetProperty("limits", out var l) ? LimitsPatch(l, errors) : null,
+            Metadata = body.TryGetProperty("metadata", out var m) ? MetadataPatch(m, errors) : null,
         };
         if (errors.Count == 0 && update.FieldNames().Count == 0)
         {
@@ -188,11 +180,16 @@ public sealed partial class KeyRequests
         }
         if (update.Limits is { } limits)
         {
-            CheckLimits(limits.Value, errors);
+            foreach (var name in limits.Set.Keys.Concat(limits.Remove).Where(n => !KeyLimits.IsName(n)))
+            {
+                errors.Add(new("limits." + Shorten(name), UnknownLimit));
+            }
+            CheckLimitValues(limits.Set.Select(p => (p.Key, (long?)p.Value)), errors);
         }
-        if (update.Metadata is not null)
+        if (update.Metadata is { } metadata)
         {
-            CheckMetadata(update.Metadata, errors);
+            // The entry count is checked once merged with the key's entries (KeyLifecycle.UpdateAsync).
+            CheckMetadata(metadata.Set, errors);
         }
     }
 
@@ -269,11 +266,15 @@ public sealed partial class KeyRequests
 
     private static void CheckLimits(KeyLimits? limits, List<FieldError> errors)
     {
-        if (limits is null)
+        if (limits is not null)
         {
-            return;
+            CheckLimitValues(limits.Values(), errors);
         }
-        foreach (var (name, value) in LimitValues(limits))
+    }
+
+    private static void CheckLimitValues(IEnumerable<(string Name, long? Value)> values, List<FieldError> errors)
+    {
+        foreach (var (name, value) in values)
         {
             if (value is { } v && (v < 0 || v > MaxLimitValue))
             {
@@ -283,12 +284,11 @@ public sealed partial class KeyRequests
     }
 
     /// <summary>Each limit's JSON name and value.</summary>
-    public static IEnumerable<(string Name, long? Value)> LimitValues(KeyLimits l) =>
-    [
-        ("requestsPerSecond", l.RequestsPerSecond), ("requestsPerMinute", l.RequestsPerMinute), ("requestsPerHour", l.RequestsPerHour),
-        ("tokensPerMinute", l.TokensPerMinute), ("requestsPerDay", l.RequestsPerDay), ("requestsPerMonth", l.RequestsPerMonth),
-        ("tokensPerDay", l.TokensPerDay), ("tokensPerMonth", l.TokensPerMonth),
-    ];
+    public static IEnumerable<(string Name, long? Value)> LimitValues(KeyLimits l)
+    {
+        ArgumentNullException.ThrowIfNull(l);
+        return l.Values();
+    }
 
     private static void CheckMetadata(IReadOnlyDictionary<string, string> metadata, List<FieldError> errors)
     {
@@ -411,26 +411,85 @@ public sealed partial class KeyRequests
             errors.Add(new("limits", "Must be an object such as {\"requestsPerMinute\": 60}, or null for the defaults."));
             return null;
         }
-        var limits = new KeyLimits();
+        // At creation there is nothing to merge into: the members set are the overrides, null members are defaults.
+        return LimitsPatch(value, errors) is { } patch ? new(KeyLimits.FromOverrides(patch.Set) ?? new KeyLimits()) : null;
+    }
+
+    private static readonly string UnknownLimit = "Unknown limit. Known: " + string.Join(", ", KeyLimits.Names) + ".";
+
+    /// <summary>
+    /// <c>limits</c> as a merge patch: a number sets that override, <c>null</c> removes it (the default applies again);
+    /// the whole object <c>null</c> removes every override. A creation reads it the same way: <c>null</c> members are defaults.
+    /// </summary>
+    private static MapPatch<long>? LimitsPatch(JsonElement value, List<FieldError> errors)
+    {
+        if (value.ValueKind == JsonValueKind.Null)
+        {
+            return MapPatch<long>.Clear;
+        }
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new("limits", "Must be an object such as {\"requestsPerMinute\": 60}, or null for the defaults."));
+            return null;
+        }
+        var set = new Dictionary<string, long>(StringComparer.Ordinal);
+        var remove = new List<string>();
         foreach (var property in value.EnumerateObject())
         {
-            if (!LimitFields.TryGetValue(property.Name, out var set))
+            if (!KeyLimits.IsName(property.Name))
             {
-                errors.Add(new("limits." + Shorten(property.Name), "Unknown limit. Known: " + string.Join(", ", LimitFields.Keys) + "."));
-                continue;
+                errors.Add(new("limits." + Shorten(property.Name), UnknownLimit));
             }
-            if (property.Value.ValueKind == JsonValueKind.Null)
+            else if (property.Value.ValueKind == JsonValueKind.Null)
             {
-                continue;
+                remove.Add(property.Name);
+                set.Remove(property.Name);
             }
-            if (property.Value.ValueKind != JsonValueKind.Number || !property.Value.TryGetInt64(out var n))
+            else if (property.Value.ValueKind != JsonValueKind.Number || !property.Value.TryGetInt64(out var n))
             {
                 errors.Add(new("limits." + property.Name, "Must be a whole number, or null for the default."));
-                continue;
             }
-            limits = set(limits, n);
+            else
+            {
+                remove.Remove(property.Name);
+                set[property.Name] = n;
+            }
         }
-        return new(limits);
+        return new MapPatch<long> { Set = set, Remove = remove };
+    }
+
+    /// <summary><c>metadata</c> as a merge patch: a string sets that entry, <c>null</c> removes it; the whole object <c>null</c> removes every entry.</summary>
+    private static MapPatch<string>? MetadataPatch(JsonElement value, List<FieldError> errors)
+    {
+        if (value.ValueKind == JsonValueKind.Null)
+        {
+            return MapPatch<string>.Clear;
+        }
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new("metadata", "Must be an object of string values (null removes an entry), or null to remove every entry."));
+            return null;
+        }
+        var set = new Dictionary<string, string>(StringComparer.Ordinal);
+        var remove = new List<string>();
+        foreach (var property in value.EnumerateObject())
+        {
+            if (property.Value.ValueKind == JsonValueKind.Null)
+            {
+                remove.Add(property.Name);
+                set.Remove(property.Name);
+            }
+            else if (property.Value.ValueKind != JsonValueKind.String)
+            {
+                errors.Add(new("metadata." + Shorten(property.Name), "Must be a string, or null to remove the entry."));
+            }
+            else
+            {
+                remove.Remove(property.Name);
+                set[property.Name] = property.Value.GetString()!;
+            }
+        }
+        return new MapPatch<string> { Set = set, Remove = remove };
     }
 
     private static Dictionary<string, string>? Metadata(JsonElement value, List<FieldError> errors)

@@ -17,16 +17,63 @@ public sealed record IssuedKey(string Value, KeyRecord Record);
 /// <summary>A new value for an optional field; <c>null</c> as the <see cref="Value"/> clears the field.</summary>
 public readonly record struct Change<T>(T Value);
 
-/// <summary>What an operator asks to change on a key; a null property leaves that field as it is.</summary>
+/// <summary>
+/// A JSON merge patch (RFC 7396) of an object of named values, such as a key's limits or metadata: members in
+/// <see cref="Set"/> are added or replaced, members named in <see cref="Remove"/> are dropped (the patch gave them
+/// <c>null</c>), and members named in neither stay as they are. <see cref="RemoveAll"/> (the patch was <c>null</c>)
+/// empties the object before <see cref="Set"/> applies.
+/// </summary>
+public sealed record MapPatch<T>
+{
+    /// <summary>The patch <c>null</c>: every member goes.</summary>
+    public static MapPatch<T> Clear { get; } = new() { RemoveAll = true };
+
+    public bool RemoveAll { get; init; }
+    public IReadOnlyDictionary<string, T> Set { get; init; } = new Dictionary<string, T>(StringComparer.Ordinal);
+    public IReadOnlyCollection<string> Remove { get; init; } = [];
+
+    /// <summary>True when the patch changes nothing whatever the target (<c>{}</c>).</summary>
+    public bool IsEmpty => !RemoveAll && Set.Count == 0 && Remove.Count == 0;
+
+    /// <summary>The patched members, in the target's order with new members last.</summary>
+    public Dictionary<string, T> ApplyTo(IEnumerable<KeyValuePair<string, T>> target)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        var result = new Dictionary<string, T>(StringComparer.Ordinal);
+        if (!RemoveAll)
+        {
+            foreach (var (name, value) in target)
+            {
+                result[name] = value;
+            }
+        }
+        foreach (var name in Remove)
+        {
+            result.Remove(name);
+        }
+        foreach (var (name, value) in Set)
+        {
+            result[name] = value;
+        }
+        return result;
+    }
+}
+
+/// <summary>
+/// What an operator asks to change on a key, as a JSON merge patch (RFC 7396): a null property leaves that field as it
+/// is; <see cref="Limits"/> and <see cref="Metadata"/> merge member by member.
+/// </summary>
 public sealed record KeyUpdate
 {
     public string? Name { get; init; }
     public Change<string?>? Owner { get; init; }
+    /// <summary>Replaces the whole list (a JSON array is replaced, never merged).</summary>
     public IReadOnlyList<string>? AllowedUpstreams { get; init; }
-    public Change<KeyLimits?>? Limits { get; init; }
+    /// <summary>Limit overrides by API name (<c>requestsPerMinute</c>, ...): a removed override falls back to the default.</summary>
+    public MapPatch<long>? Limits { get; init; }
     public Change<DateTimeOffset?>? ExpiresAt { get; init; }
-    /// <summary>Replaces the whole metadata map.</summary>
-    public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+    /// <summary>Metadata entries by name.</summary>
+    public MapPatch<string>? Metadata { get; init; }
 
     /// <summary>The names of the fields this update touches (for the audit log: names only, never values).</summary>
     public IReadOnlyList<string> FieldNames()
@@ -40,6 +87,13 @@ public sealed record KeyUpdate
         if (Metadata is not null) { names.Add("metadata"); }
         return names;
     }
+}
+
+/// <summary>A change that is well-formed on its own but not on the key it applies to (e.g. too many metadata entries once merged): 400.</summary>
+public sealed class KeyUpdateRejectedException(string field, string message) : Exception(message)
+{
+    /// <summary>The API field at fault, e.g. <c>metadata</c>.</summary>
+    public string Field { get; } = field;
 }
 
 /// <summary>The key's state does not allow the change (e.g. enabling a revoked key): 409 for the management API.</summary>
@@ -95,7 +149,11 @@ public sealed class KeyLifecycle
         throw new InvalidOperationException("Could not find a free key id.");
     }
 
-    /// <summary>Changes a key's descriptive fields, upstreams, limits or expiry. Null when there is no such key.</summary>
+    /// <summary>
+    /// Changes a key's descriptive fields, upstreams, limits or expiry, merging limits and metadata into the stored record
+    /// (read and written under its ETag, so a concurrent change is never lost). Null when there is no such key.
+    /// </summary>
+    /// <exception cref="KeyUpdateRejectedException">The merged record would break a rule (too many metadata entries).</exception>
     public Task<KeyRecord?> UpdateAsync(string id, KeyUpdate update, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(update);
@@ -107,11 +165,21 @@ public sealed class KeyLifecycle
                 Name = update.Name ?? r.Name,
                 Owner = update.Owner is { } owner ? owner.Value : r.Owner,
                 AllowedUpstreams = update.AllowedUpstreams ?? r.AllowedUpstreams,
-                Limits = update.Limits is { } limits ? limits.Value : r.Limits,
+                Limits = update.Limits is { } limits ? KeyLimits.FromOverrides(limits.ApplyTo(r.Limits?.Overrides() ?? [])) : r.Limits,
                 ExpiresAt = update.ExpiresAt is { } expires ? expires.Value : r.ExpiresAt,
-                Metadata = update.Metadata ?? r.Metadata,
+                Metadata = update.Metadata is { } metadata ? MergeMetadata(r.Metadata, metadata) : r.Metadata,
             };
         }, cancellationToken);
+    }
+
+    private static Dictionary<string, string> MergeMetadata(IReadOnlyDictionary<string, string> current, MapPatch<string> patch)
+    {
+        var merged = patch.ApplyTo(current);
+        if (merged.Count > KeyRecord.MaxMetadataEntries)
+        {
+            throw new KeyUpdateRejectedException("metadata", $"At most {KeyRecord.MaxMetadataEntries} entries: the key has {current.Count}, and this change would make {merged.Count}.");
+        }
+        return merged;
     }
 
     /// <summary>Disables (refused until enabled again) or re-enables a key; a revoked key stays revoked. Null when there is no such key.</summary>

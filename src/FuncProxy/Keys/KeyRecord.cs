@@ -14,6 +14,19 @@ public enum KeyStatus
 /// </summary>
 public sealed record KeyLimits
 {
+    // The management API's member names, in the order the API and the CLI list them.
+    private static readonly (string Name, Func<KeyLimits, long?> Get, Func<KeyLimits, long?, KeyLimits> Set)[] Members =
+    [
+        ("requestsPerSecond", l => l.RequestsPerSecond, (l, v) => l with { RequestsPerSecond = v }),
+        ("requestsPerMinute", l => l.RequestsPerMinute, (l, v) => l with { RequestsPerMinute = v }),
+        ("requestsPerHour", l => l.RequestsPerHour, (l, v) => l with { RequestsPerHour = v }),
+        ("tokensPerMinute", l => l.TokensPerMinute, (l, v) => l with { TokensPerMinute = v }),
+        ("requestsPerDay", l => l.RequestsPerDay, (l, v) => l with { RequestsPerDay = v }),
+        ("requestsPerMonth", l => l.RequestsPerMonth, (l, v) => l with { RequestsPerMonth = v }),
+        ("tokensPerDay", l => l.TokensPerDay, (l, v) => l with { TokensPerDay = v }),
+        ("tokensPerMonth", l => l.TokensPerMonth, (l, v) => l with { TokensPerMonth = v }),
+    ];
+
     public long? RequestsPerSecond { get; init; }
     public long? RequestsPerMinute { get; init; }
     public long? RequestsPerHour { get; init; }
@@ -22,6 +35,35 @@ public sealed record KeyLimits
     public long? RequestsPerMonth { get; init; }
     public long? TokensPerDay { get; init; }
     public long? TokensPerMonth { get; init; }
+
+    /// <summary>The management API's names of the limits (<c>requestsPerMinute</c>, ...).</summary>
+    public static IReadOnlyList<string> Names { get; } = Members.Select(m => m.Name).ToArray();
+
+    public static bool IsName(string name) => Members.Any(m => m.Name == name);
+
+    /// <summary>Each limit's API name and value (null: the configured default applies).</summary>
+    public IEnumerable<(string Name, long? Value)> Values() => Members.Select(m => (m.Name, m.Get(this)));
+
+    /// <summary>The limits this key overrides, by API name.</summary>
+    public IEnumerable<KeyValuePair<string, long>> Overrides() =>
+        Members.Where(m => m.Get(this) is not null).Select(m => KeyValuePair.Create(m.Name, m.Get(this)!.Value));
+
+    /// <summary>Limits from overrides by API name; null when there are none (every limit is the default).</summary>
+    public static KeyLimits? FromOverrides(IEnumerable<KeyValuePair<string, long>> overrides)
+    {
+        ArgumentNullException.ThrowIfNull(overrides);
+        KeyLimits? limits = null;
+        foreach (var (name, value) in overrides)
+        {
+            var member = Members.FirstOrDefault(m => m.Name == name);
+            if (member.Set is null)
+            {
+                throw new ArgumentException($"'{name}' is not a limit.", nameof(overrides));
+            }
+            limits = member.Set(limits ?? new KeyLimits(), value);
+        }
+        return limits;
+    }
 }
 
 /// <summary>A client key as stored: everything but the secret, of which only a hash is kept.</summary>
@@ -29,6 +71,9 @@ public sealed record KeyRecord
 {
     /// <summary>Wildcard for <see cref="AllowedUpstreams"/>: every configured upstream.</summary>
     public const string AnyUpstream = "*";
+
+    /// <summary>The most <see cref="Metadata"/> entries a key may carry.</summary>
+    public const int MaxMetadataEntries = 20;
 
     public required string Id { get; init; }
     public required string Name { get; init; }

@@ -124,6 +124,82 @@ public sealed class ManagementApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Patch_merges_limits_member_by_member_so_raising_one_limit_keeps_the_daily_token_quota()
+    {
+        var (id, _) = await CreateAsync("""{"name":"app","allowedUpstreams":["echo"],"limits":{"requestsPerMinute":60,"tokensPerDay":100000}}""");
+
+        using var raised = await PatchMergeAsync(id, """{"limits":{"requestsPerMinute":120}}""");
+
+        Assert.Equal(HttpStatusCode.OK, raised.StatusCode);
+        var limits = (await JsonAsync(raised)).GetProperty("limits");
+        Assert.Equal(120, limits.GetProperty("requestsPerMinute").GetInt64());
+        Assert.Equal(100000, limits.GetProperty("tokensPerDay").GetInt64());
+        using var stored = await _admin.GetAsync("keys/" + id);
+        Assert.Equal(100000, (await JsonAsync(stored)).GetProperty("limits").GetProperty("tokensPerDay").GetInt64());
+    }
+
+    [Fact]
+    public async Task Patch_with_a_null_limit_removes_only_that_override_and_null_limits_removes_them_all()
+    {
+        var (id, _) = await CreateAsync("""{"name":"app","allowedUpstreams":["echo"],"limits":{"requestsPerMinute":60,"tokensPerDay":100000,"requestsPerDay":0}}""");
+
+        using var removed = await PatchMergeAsync(id, """{"limits":{"tokensPerDay":null,"tokensPerMonth":null}}""");
+
+        Assert.Equal(HttpStatusCode.OK, removed.StatusCode);
+        var limits = (await JsonAsync(removed)).GetProperty("limits");
+        Assert.Equal(60, limits.GetProperty("requestsPerMinute").GetInt64());
+        Assert.Equal(0, limits.GetProperty("requestsPerDay").GetInt64()); // 0 (no such limit) is a value, not a removal
+        Assert.True(!limits.TryGetProperty("tokensPerDay", out var day) || day.ValueKind == JsonValueKind.Null);
+
+        using var cleared = await PatchMergeAsync(id, """{"limits":null}""");
+        Assert.Equal(JsonValueKind.Null, (await JsonAsync(cleared)).GetProperty("limits").ValueKind);
+        using var fromNothing = await PatchMergeAsync(id, """{"limits":{"tokensPerMinute":5000}}""");
+        var fresh = (await JsonAsync(fromNothing)).GetProperty("limits");
+        Assert.Equal(5000, fresh.GetProperty("tokensPerMinute").GetInt64());
+        Assert.True(!fresh.TryGetProperty("requestsPerMinute", out var minute) || minute.ValueKind == JsonValueKind.Null);
+    }
+
+    [Fact]
+    public async Task Patch_merges_metadata_entries_and_a_null_entry_removes_it()
+    {
+        var (id, _) = await CreateAsync("""{"name":"app","allowedUpstreams":["echo"],"metadata":{"team":"search","env":"prod","ticket":"OPS-1"}}""");
+
+        using var patched = await PatchMergeAsync(id, """{"metadata":{"team":null,"env":"staging","cost-center":"42","never-there":null}}""");
+
+        Assert.Equal(HttpStatusCode.OK, patched.StatusCode);
+        var metadata = (await JsonAsync(patched)).GetProperty("metadata");
+        Assert.Equal(
+            new Dictionary<string, string> { ["env"] = "staging", ["ticket"] = "OPS-1", ["cost-center"] = "42" },
+            metadata.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString()!));
+        using var untouched = await PatchMergeAsync(id, """{"name":"renamed"}""");
+        Assert.Equal(3, (await JsonAsync(untouched)).GetProperty("metadata").EnumerateObject().Count());
+        using var emptied = await PatchMergeAsync(id, """{"metadata":null}""");
+        Assert.Empty((await JsonAsync(emptied)).GetProperty("metadata").EnumerateObject());
+    }
+
+    [Fact]
+    public async Task Patch_refuses_bad_members_and_a_merge_that_would_exceed_the_metadata_entry_limit()
+    {
+        var entries = string.Join(",", Enumerable.Range(0, KeyRequests.MaxMetadataEntries).Select(i => $"\"e{i}\":\"v\""));
+        var (id, _) = await CreateAsync("""{"name":"app","allowedUpstreams":["echo"],"metadata":{""" + entries + "}}");
+
+        using var tooMany = await PatchMergeAsync(id, """{"metadata":{"one-more":"x"}}""");
+        Assert.Equal(HttpStatusCode.BadRequest, tooMany.StatusCode);
+        Assert.Equal(["metadata"], await ErrorFieldsAsync(tooMany));
+        using var swapped = await PatchMergeAsync(id, """{"metadata":{"e0":null,"one-more":"x"}}""");
+        Assert.Equal(HttpStatusCode.OK, swapped.StatusCode);
+
+        using var bad = await PatchMergeAsync(id, """{"limits":{"bogus":null,"requestsPerMinute":"many","tokensPerDay":-1},"metadata":{"n":5}}""");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Equal(["limits.bogus", "limits.requestsPerMinute", "metadata.n", "limits.tokensPerDay"], await ErrorFieldsAsync(bad));
+        using var nested = await PatchMergeAsync(id, """{"limits":{"requestsPerMinute":{"value":1}},"metadata":{"team":{"name":"x"}}}""");
+        Assert.Equal(["limits.requestsPerMinute", "metadata.team"], await ErrorFieldsAsync(nested));
+    }
+
+    private async Task<HttpResponseMessage> PatchMergeAsync(string id, string patch) =>
+        await _admin.PatchAsync("keys/" + id, new StringContent(patch, System.Text.Encoding.UTF8, "application/merge-patch+json"));
+
+    [Fact]
     public async Task Disable_enable_and_revoke_take_effect_and_a_revoked_key_cannot_be_enabled()
     {
         var (id, key) = await CreateAsync();

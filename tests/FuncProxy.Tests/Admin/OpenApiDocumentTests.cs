@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using FuncProxy.Admin;
 using FuncProxy.Tests.Infrastructure;
 using Microsoft.OpenApi;
 using Microsoft.OpenApi.Reader;
@@ -38,6 +39,28 @@ public sealed class OpenApiDocumentTests : IAsyncLifetime
         Assert.StartsWith("3.", result.Diagnostic!.SpecificationVersion.ToString().Replace("OpenApi", "", StringComparison.Ordinal).Replace('_', '.'), StringComparison.Ordinal);
         var errors = result.Document!.Validate(ValidationRuleSet.GetDefaultRuleSet())?.ToList() ?? [];
         Assert.True(errors.Count == 0, string.Join("\n", errors.Select(e => e.ToString())));
+    }
+
+    [Fact]
+    public async Task The_update_schema_describes_a_merge_patch_whose_limit_and_metadata_members_may_be_null()
+    {
+        var document = JsonDocument.Parse(await _gateway.Client.GetStringAsync("/api/admin/openapi.json")).RootElement;
+        var schemas = document.GetProperty("components").GetProperty("schemas");
+        JsonElement Resolve(JsonElement schema) => schema.TryGetProperty("$ref", out var r) ? schemas.GetProperty(r.GetString()!.Split('/')[^1]) : schema;
+        var update = schemas.GetProperty("KeyUpdate").GetProperty("properties");
+        var patch = document.GetProperty("paths").GetProperty("/keys/{id}").GetProperty("patch");
+
+        Assert.True(patch.GetProperty("requestBody").GetProperty("content").TryGetProperty("application/merge-patch+json", out _));
+        var limits = Resolve(update.GetProperty("limits"));
+        Assert.Equal("object", limits.GetProperty("type").GetString());
+        Assert.True(limits.GetProperty("nullable").GetBoolean());
+        Assert.All(limits.GetProperty("properties").EnumerateObject(), p => Assert.True(p.Value.GetProperty("nullable").GetBoolean(), p.Name));
+        var metadata = Resolve(update.GetProperty("metadata"));
+        Assert.Equal("object", metadata.GetProperty("type").GetString());
+        Assert.True(metadata.GetProperty("nullable").GetBoolean());
+        Assert.Equal("string", metadata.GetProperty("additionalProperties").GetProperty("type").GetString());
+        Assert.True(metadata.GetProperty("additionalProperties").GetProperty("nullable").GetBoolean());
+        Assert.Equal(KeyRequests.LimitNames.Order(StringComparer.Ordinal), limits.GetProperty("properties").EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
     }
 
     [Fact]

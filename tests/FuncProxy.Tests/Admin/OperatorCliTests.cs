@@ -99,6 +99,36 @@ public sealed class OperatorCliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Keys_update_merges_limits_and_metadata_like_the_API_merge_patch()
+    {
+        var (id, _) = await CreateAsync("--limit", "requestsPerMinute=60", "--limit", "tokensPerDay=100000", "--meta", "team=search", "--meta", "env=prod");
+
+        var raised = await RunAsync("keys", "update", id, "--limit", "requestsPerMinute=120", "--meta", "env=staging", "--json");
+
+        Assert.Equal(OperatorCli.Ok, raised.Code);
+        var record = JsonDocument.Parse(raised.Out).RootElement;
+        Assert.Equal(120, record.GetProperty("limits").GetProperty("requestsPerMinute").GetInt64());
+        Assert.Equal(100000, record.GetProperty("limits").GetProperty("tokensPerDay").GetInt64());
+        Assert.Equal("search", record.GetProperty("metadata").GetProperty("team").GetString());
+        Assert.Equal("staging", record.GetProperty("metadata").GetProperty("env").GetString());
+
+        var removed = await RunAsync("keys", "update", id, "--limit", "tokensPerDay=default", "--remove-meta", "team", "--json");
+
+        Assert.Equal(OperatorCli.Ok, removed.Code);
+        record = JsonDocument.Parse(removed.Out).RootElement;
+        Assert.Equal(120, record.GetProperty("limits").GetProperty("requestsPerMinute").GetInt64());
+        Assert.True(!record.GetProperty("limits").TryGetProperty("tokensPerDay", out var day) || day.ValueKind == JsonValueKind.Null);
+        Assert.False(record.GetProperty("metadata").TryGetProperty("team", out _));
+        Assert.Equal("staging", record.GetProperty("metadata").GetProperty("env").GetString());
+
+        var replaced = await RunAsync("keys", "update", id, "--clear-limits", "--limit", "tokensPerMinute=5000", "--json");
+        Assert.Equal(OperatorCli.Ok, replaced.Code);
+        var limits = JsonDocument.Parse(replaced.Out).RootElement.GetProperty("limits");
+        Assert.Equal(5000, limits.GetProperty("tokensPerMinute").GetInt64());
+        Assert.True(!limits.TryGetProperty("requestsPerMinute", out var minute) || minute.ValueKind == JsonValueKind.Null);
+    }
+
+    [Fact]
     public async Task Keys_usage_reports_the_usage_table()
     {
         var (id, _) = await CreateAsync();
