@@ -27,8 +27,9 @@ public sealed class DistributedLimiterTests
 
         var tasks = instances.SelectMany(instance => Enumerable.Range(0, 6).Select(_ => Task.Run(async () =>
         {
-            // Until four windows have seen admissions (a condition, however slow the machine), bounded generously.
-            while (admitted.Count < 4 && until.Elapsed < TimeSpan.FromSeconds(60))
+            // Until four windows have seen admissions and the limit has refused calls (conditions, however slow the
+            // machine: a loaded one may need several windows to reach the limit), bounded generously.
+            while ((admitted.Count < 4 || Volatile.Read(ref refused) == 0) && until.Elapsed < TimeSpan.FromSeconds(60))
             {
                 var (granted, window, _) = await LimiterInstances.AcquireAsync(instance, key);
                 if (granted)
