@@ -14,6 +14,8 @@ public sealed class AzuriteProcess : IAsyncDisposable
     public const string AccountName = "devstoreaccount1";
     public const string AccountKey = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(3);
+
     private Process? _process;
 
     private AzuriteProcess(int port) => Port = port;
@@ -53,12 +55,15 @@ public sealed class AzuriteProcess : IAsyncDisposable
         _process.ErrorDataReceived += (_, _) => { };
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
+        // Generous: on a loaded machine node takes well over 30 s to load Azurite (seen: three starts timing out at 30 s).
         var deadline = Stopwatch.StartNew();
         while (!await IsListeningAsync(Port))
         {
-            if (_process.HasExited || deadline.Elapsed > TimeSpan.FromSeconds(30))
+            if (_process.HasExited || deadline.Elapsed > StartTimeout)
             {
-                throw new InvalidOperationException($"Azurite did not start on port {Port}.");
+                // Never leave a half-started emulator behind (it would outlive the test run).
+                await StopAsync();
+                throw new InvalidOperationException($"Azurite did not start on port {Port} within {StartTimeout.TotalSeconds} s.");
             }
             await Task.Delay(50);
         }

@@ -9,7 +9,7 @@ namespace FuncProxy.Tests.Infrastructure;
 /// </summary>
 public static class Eventually
 {
-    public static readonly TimeSpan DefaultBound = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan DefaultBound = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan FirstInterval = TimeSpan.FromMilliseconds(50);
     private static readonly TimeSpan MaxInterval = TimeSpan.FromSeconds(1);
 

@@ -33,7 +33,7 @@ public static class RawHttp
         }
         await stream.WriteAsync(Encoding.UTF8.GetBytes(request.ToString()));
         using var reader = new StreamReader(stream, Encoding.UTF8);
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
         var text = await reader.ReadToEndAsync(timeout.Token);
         var split = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
         var head = split >= 0 ? text[..split] : text;

@@ -69,7 +69,7 @@ public sealed class StreamingAndSdkTests(GatewayFixture fixture) : IClassFixture
             using var response = await Gateway.Client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
             Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-            var first = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            var first = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60));
 
             Assert.StartsWith("data: ", first);
             Assert.False(hold.Task.IsCompleted);
