@@ -63,6 +63,11 @@ public sealed partial class RequestLimiter
             var tokens = policies.Any(p => p.Unit == PolicyUnit.Tokens)
                 ? await TokenEstimate.ForRequestAsync(context.Request, _options.CurrentValue.Limits, context.RequestAborted).ConfigureAwait(false)
                 : 0;
+            if (policies.FirstOrDefault(p => p.Unit == PolicyUnit.Tokens && tokens > p.Limit) is { } never)
+            {
+                await RefuseNeverAdmissibleAsync(context, key, route, policies, never, tokens).ConfigureAwait(false);
+                return null;
+            }
             lease = (KeyRateLimiter.KeyLease)await _limiter.AcquireAsync(new LimitRequest(key, tokens), 1, context.RequestAborted).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
@@ -115,8 +120,26 @@ public sealed partial class RequestLimiter
         return null;
     }
 
+    /// <summary>
+    /// The call reserves more tokens than a whole window of <paramref name="policy"/> allows, so no wait would ever admit
+    /// it: 413 with no <c>Retry-After</c> (SDKs and retry policies retry 429 and 5xx, not 413), nothing taken from any
+    /// policy. The client has to ask for fewer tokens (<c>max_tokens</c>, or a shorter prompt when it sends none).
+    /// </summary>
+    private async Task RefuseNeverAdmissibleAsync(HttpContext context, KeyRecord key, UpstreamRoute route, IReadOnlyList<LimitPolicy> policies, LimitPolicy policy, long tokens)
+    {
+        Log.NeverAdmissible(_logger, key.Id, policy.Name, tokens, policy.Limit, route.Name);
+        var window = policy.IsQuota ? "quota" : "limit";
+        await Problem.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, "tokens_exceed_limit", "Content Too Large",
+            $"This call reserves {tokens} tokens, more than this API key's '{policy.Name}' {window} allows in a whole window ({policy.Limit}); it can never be admitted. Ask for fewer tokens (max_tokens).",
+            new Dictionary<string, object?> { ["policy"] = policy.Name, ["limitTokens"] = policy.Limit, ["requestedTokens"] = tokens },
+            [new(RateLimitHeaders.Policy, RateLimitHeaders.FormatPolicies(policies, _limiter.Clock.UtcNow))]).ConfigureAwait(false);
+    }
+
     private static partial class Log
     {
+        [LoggerMessage(EventId = 3012, Level = LogLevel.Information, Message = "Key {KeyId} refused with 413: the call reserves {Tokens} tokens, more than policy {Policy} allows per window ({Limit}), on upstream {Upstream}.")]
+        public static partial void NeverAdmissible(ILogger logger, string keyId, string policy, long tokens, long limit, string upstream);
+
         [LoggerMessage(EventId = 3010, Level = LogLevel.Information, Message = "Key {KeyId} refused by policy {Policy} on upstream {Upstream}.")]
         public static partial void Refused(ILogger logger, string keyId, string policy, string upstream);
 

@@ -100,6 +100,34 @@ public sealed partial class GatewayLimitTests : IAsyncLifetime
         Assert.Equal(2, _stub.Requests.Count);
     }
 
+    [Theory]
+    [InlineData("tokensPerMinute", "tpm")]
+    [InlineData("tokensPerDay", "tpd")]
+    [InlineData("tokensPerMonth", "tpmonth")]
+    public async Task A_call_reserving_more_tokens_than_a_whole_window_allows_gets_413_without_Retry_After_and_takes_nothing(string limit, string policy)
+    {
+        var limits = KeyLimits.FromOverrides([KeyValuePair.Create(limit, 5000L), KeyValuePair.Create("requestsPerMinute", 10L)])!;
+        var key = await MintAsync(limits);
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/openai/chat/completions")
+        {
+            Content = JsonContent.Create(new { model = "m", max_tokens = 6000, messages = new[] { new { role = "user", content = "hi" } } }),
+        };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+        using var tooLarge = await _gateway.Client.SendAsync(request);
+
+        var problem = await Problems.AssertProblemAsync(tooLarge, 413, "tokens_exceed_limit");
+        Assert.False(tooLarge.Headers.Contains("Retry-After"));
+        Assert.False(tooLarge.Headers.Contains("retry-after-ms"));
+        Assert.Equal(policy, problem.GetProperty("policy").GetString());
+        Assert.Equal(5000, problem.GetProperty("limitTokens").GetInt64());
+        Assert.True(problem.GetProperty("requestedTokens").GetInt64() >= 6000);
+        // Nothing was taken: a call that fits still gets the whole window, and the refused one used no request permit.
+        using var fits = await ChatAsync(key, stream: false);
+        Assert.Equal(HttpStatusCode.OK, fits.StatusCode);
+        Assert.Matches("\"rpm\";r=9;", fits.Headers.GetValues("RateLimit").Single());
+    }
+
     [Fact]
     public async Task Concurrent_streaming_calls_never_use_more_tokens_than_the_token_limit()
     {
