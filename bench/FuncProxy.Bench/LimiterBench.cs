@@ -116,8 +116,8 @@ internal static class LimiterBench
         const int CallersPerInstance = 4;
         Console.WriteLine($"## Accuracy: {Instances} independent engine instances (in one process), one key, limit {Limit} requests per 1-second window, {seconds} s per load");
         Console.WriteLine();
-        Console.WriteLine("| demand | offered per window (mean) | full windows | admitted per window: min | mean | max | windows over the limit | admitted / min(offered, limit) | storage ops / admitted |");
-        Console.WriteLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        Console.WriteLine("| demand | offered per window (mean) | full windows | admitted per window: min | mean | max | windows over the limit | admitted / min(offered, limit) | storage ops / admitted | window-clock error bound at the end (LimiterClock.MaxLag, worst instance) |");
+        Console.WriteLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         var series = new List<(double Load, int[] PerWindow)>();
         foreach (var load in new[] { 0.5, 1, 2, 10 })
         {
@@ -157,7 +157,9 @@ internal static class LimiterBench
             var demand = windows.Select(w => offered.GetValueOrDefault(w)).ToArray();
             var ops = instances.Sum(x => x.Store.Operations);
             var fraction = windows.Select((w, i) => full[i] / (double)Math.Min(Math.Max(demand[i], 1), Limit)).Average();
-            Console.WriteLine(Inv($"| {load}x | {demand.Average():F0} | {full.Length} | {full.Min()} | {full.Average():F1} | {full.Max()} | {full.Count(x => x > Limit)} | {fraction:P1} | {ops / (double)admitted.Values.Sum():F3} |"));
+            var maxLag = instances.Max(x => x.Clock.MaxLag);
+            var lag = maxLag == TimeSpan.MaxValue ? "none yet" : Inv($"{maxLag.TotalMilliseconds:F1} ms");
+            Console.WriteLine(Inv($"| {load}x | {demand.Average():F0} | {full.Length} | {full.Min()} | {full.Average():F1} | {full.Max()} | {full.Count(x => x > Limit)} | {fraction:P1} | {ops / (double)admitted.Values.Sum():F3} | {lag} |"));
             series.Add((load, full));
         }
         Console.WriteLine();

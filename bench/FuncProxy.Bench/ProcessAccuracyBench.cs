@@ -16,7 +16,9 @@ namespace FuncProxy.Bench;
 /// the client sent it. The server decides somewhere between send and receipt, so a request whose send and receipt fall in
 /// different seconds is ambiguous; a window is reported as over the limit only when its unambiguous admissions alone
 /// exceed the limit. Options: <c>--limit 200</c>, <c>--seconds 6</c>, <c>--server-dll PATH</c>, <c>--local-clock</c> (the
-/// processes cut windows by their own clock rather than storage's: <c>FuncProxy:Limits:UseStorageClock=false</c>).
+/// processes cut windows by their own clock rather than storage's: <c>FuncProxy:Limits:UseStorageClock=false</c>),
+/// <c>--runs 1</c> (repeat every level on the same processes, then summarise over all runs: issue 8 item 10 measured
+/// over many runs), <c>--loads 0.5,1,2,10</c> (the demand levels, in multiples of the limit).
 /// </summary>
 internal static class ProcessAccuracyBench
 {
@@ -27,11 +29,18 @@ internal static class ProcessAccuracyBench
 
     private readonly record struct Outcome(DateTime Sent, DateTime Received, int Status);
 
+    /// <summary>One level of one run, by real UTC second: admissions counted by send time, and the certain ones among them.</summary>
+    private readonly record struct LevelResult(double Load, int[] Admitted, int[] Certain);
+
     public static async Task<int> RunAsync(string[] args)
     {
         var limit = Option(args, "--limit", 200);
         var seconds = Option(args, "--seconds", 6);
         var localClock = args.Contains("--local-clock");
+        var runs = Option(args, "--runs", 1);
+        var loads = StringOption(args, "--loads") is { } l
+            ? l.Split(',').Select(x => double.Parse(x, CultureInfo.InvariantCulture)).ToArray()
+            : new[] { 0.5, 1, 2, 10 };
         var dll = StringOption(args, "--server-dll") ?? FindServerDll();
         if (dll is null || !File.Exists(dll))
         {
@@ -61,7 +70,6 @@ internal static class ProcessAccuracyBench
         Console.WriteLine($"# limiter accuracy across {Instances} FuncProxy.Server processes ({dll}; Azurite in memory on loopback; {Environment.ProcessorCount} cores; {DateTime.UtcNow:yyyy-MM-dd})");
         Console.WriteLine();
 
-        var loads = new[] { 0.5, 1, 2, 10 };
         var keys = new Dictionary<double, string>();
         foreach (var load in loads)
         {
@@ -115,13 +123,21 @@ internal static class ProcessAccuracyBench
             Console.WriteLine();
             Console.WriteLine("| demand | offered per window (mean) | windows | admitted per window: min | mean | max | windows certainly over the limit | ambiguous admissions per window (max) | admitted / min(offered, limit) | refused (429) | other | admitted, window by window |");
             Console.WriteLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
-            foreach (var load in loads)
+            var results = new List<LevelResult>();
+            for (var run = 0; run < runs; run++)
             {
-                await Task.Delay(1500); // let the previous level's last windows close
-                var outcomes = await DriveAsync(client, servers.Select(s => s.Url).ToArray(), keys[load], load * limit, seconds);
-                Report(load, limit, seconds, outcomes);
+                foreach (var load in loads)
+                {
+                    await Task.Delay(1500); // let the previous level's last windows close
+                    var outcomes = await DriveAsync(client, servers.Select(s => s.Url).ToArray(), keys[load], load * limit, seconds);
+                    results.Add(Report(load, limit, seconds, outcomes));
+                }
             }
             Console.WriteLine();
+            if (runs > 1)
+            {
+                Summarise(results, limit, runs);
+            }
             foreach (var (process, _) in servers.Where(s => s.Process.HasExited))
             {
                 Console.Error.WriteLine($"{process.Name} exited during the run:{Environment.NewLine}{process.Tail}");
@@ -198,7 +214,23 @@ internal static class ProcessAccuracyBench
         }
     }
 
-    private static void Report(double load, int limit, int seconds, List<Outcome> outcomes)
+    /// <summary>Over all runs, per level: how many real UTC seconds admitted more than the limit, certainly or by send time alone.</summary>
+    private static void Summarise(List<LevelResult> results, int limit, int runs)
+    {
+        Console.WriteLine(Inv($"Over {runs} runs, every real UTC second of every run:"));
+        Console.WriteLine();
+        Console.WriteLine("| demand | seconds | certainly over the limit | max certain admissions in a second | over the limit by send time (incl. ambiguous) | max admitted by send time |");
+        Console.WriteLine("| ---: | ---: | ---: | ---: | ---: | ---: |");
+        foreach (var level in results.GroupBy(r => r.Load))
+        {
+            var admitted = level.SelectMany(r => r.Admitted).ToArray();
+            var certain = level.SelectMany(r => r.Certain).ToArray();
+            Console.WriteLine(Inv($"| {level.Key}x | {admitted.Length} | {certain.Count(c => c > limit)} | {certain.Max()} | {admitted.Count(a => a > limit)} | {admitted.Max()} |"));
+        }
+        Console.WriteLine();
+    }
+
+    private static LevelResult Report(double load, int limit, int seconds, List<Outcome> outcomes)
     {
         static long Window(DateTime t) => t.Ticks / TimeSpan.TicksPerSecond;
         var first = outcomes.Min(o => Window(o.Sent));
@@ -212,6 +244,7 @@ internal static class ProcessAccuracyBench
         var refused = outcomes.Count(o => o.Status == 429);
         var other = outcomes.Count(o => o.Status is not (200 or 429));
         Console.WriteLine(Inv($"| {load}x | {offered.Average():F0} | {windows.Length} | {admitted.Min()} | {admitted.Average():F1} | {admitted.Max()} | {certain.Count(x => x > limit)} | {ambiguous.Max()} | {fraction:P1} | {refused} | {other} | {string.Join(" ", admitted)} |"));
+        return new LevelResult(load, admitted, certain);
     }
 
     internal static string? FindServerDll()

@@ -27,7 +27,7 @@ static int Usage()
           peers [--concurrency 32] [--seconds 5] [--rounds 3] [--nginx-workers auto] [--portkey-dir DIR]
               FuncProxy.Server with limits on vs nginx limit_req and the Portkey gateway (installed into DIR with npm
               if missing), all in front of the provider stub; the nginx package must be installed
-          accuracy-processes [--limit 200] [--seconds 6] [--server-dll PATH] [--local-clock]
+          accuracy-processes [--limit 200] [--seconds 6] [--server-dll PATH] [--local-clock] [--runs 1] [--loads 0.5,1,2,10]
               accuracy of one key's requests-per-second limit across 3 separate FuncProxy.Server processes on one
               Azurite, over HTTP, at 0.5x, 1x, 2x and 10x the limit
         """);

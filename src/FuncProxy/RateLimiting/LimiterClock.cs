@@ -1,62 +1,156 @@
 namespace FuncProxy.RateLimiting;
 
 /// <summary>
-/// The one clock every instance's windows are cut by: storage's. Each storage response's <c>Date</c> (whole seconds) bounds
-/// the offset between storage's clock and ours: the server stamped it somewhere between our send and our receipt, and
-/// the true time was within the second after the stamp. Intersecting those bounds over many responses narrows the
-/// offset to a few milliseconds, so instances whose own clocks differ by seconds still agree on window boundaries.
+/// The one clock every instance's windows are cut by: storage's. Each storage response's <c>Date</c> (whole seconds)
+/// bounds the offset between storage's clock and ours: the server stamped it somewhere between our send and our
+/// receipt, and the true time was within the second after the stamp. Intersecting those bounds over many responses
+/// narrows them to a few milliseconds, so instances whose own clocks differ by seconds still agree on window boundaries.
+/// <para>
+/// Guarantees (see docs/rate-limiting.md): <see cref="UtcNow"/> never goes backwards, and once storage has answered it is
+/// never ahead of storage's clock: it uses the <em>lower</em> bound of the offset, so a window opens at storage's
+/// boundary or up to <see cref="MaxLag"/> after it, never before. An early clock would let an instance spend the next
+/// window's permits while the current one is still being spent elsewhere (more than the limit in one real second); a
+/// late one only shifts where this instance cuts. Local time is the monotonic timestamp, so a step of the machine's
+/// wall clock moves nothing; bounds widen with age by <see cref="MaxDriftRate"/> to allow for the two clocks' rates.
+/// </para>
 /// </summary>
 public sealed class LimiterClock
 {
+    /// <summary>How far two clocks' rates may differ (quartz clocks: tens of ppm); a sample's bounds widen by this per second of age.</summary>
+    public const double MaxDriftRate = 200e-6;
+
     private readonly TimeProvider _time;
     private readonly object _gate = new();
-    private long _lowTicks = long.MinValue;
-    private long _highTicks = long.MaxValue;
-    private long _offsetTicks;
+    private readonly DateTimeOffset _startUtc;
+    private readonly long _startTimestamp;
+    private bool _observed;
+    private long _lowTicks;          // offset lower bound, as of _boundsAtTicks (local)
+    private long _highTicks;         // offset upper bound, as of _boundsAtTicks (local)
+    private long _boundsAtTicks;
+    private long _lastIssuedTicks = long.MinValue;
 
     public LimiterClock(TimeProvider time, bool useServerTime = true)
     {
         ArgumentNullException.ThrowIfNull(time);
         _time = time;
         UsesServerTime = useServerTime;
+        _startUtc = time.GetUtcNow();
+        _startTimestamp = time.GetTimestamp();
     }
 
     public bool UsesServerTime { get; }
 
     public TimeProvider LocalTime => _time;
 
-    /// <summary>The current offset from the local clock to storage's (zero until storage has answered once).</summary>
-    public TimeSpan Offset => TimeSpan.FromTicks(Volatile.Read(ref _offsetTicks));
+    /// <summary>
+    /// The offset from the local clock to storage's that <see cref="UtcNow"/> applies: the lower bound of what the samples
+    /// allow (zero until storage has answered once).
+    /// </summary>
+    public TimeSpan Offset
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return TimeSpan.FromTicks(_observed ? AgedLowLocked(LocalNow.UtcTicks) : 0);
+            }
+        }
+    }
 
-    public DateTimeOffset UtcNow => _time.GetUtcNow() + Offset;
+    /// <summary>
+    /// How far <see cref="UtcNow"/> may be behind storage's clock: the width of the offset's bounds (the error bound of
+    /// docs/rate-limiting.md). <see cref="TimeSpan.MaxValue"/> until storage has answered once.
+    /// </summary>
+    public TimeSpan MaxLag
+    {
+        get
+        {
+            lock (_gate)
+            {
+                if (!_observed)
+                {
+                    return TimeSpan.MaxValue;
+                }
+                var now = LocalNow.UtcTicks;
+                return TimeSpan.FromTicks(AgedHighLocked(now) - AgedLowLocked(now));
+            }
+        }
+    }
 
-    /// <summary>The local time now, for stamping a storage request before <see cref="Observe"/>.</summary>
-    public DateTimeOffset LocalNow => _time.GetUtcNow();
+    /// <summary>Storage's time as far as it is known never to be early, and never earlier than a value returned before.</summary>
+    public DateTimeOffset UtcNow
+    {
+        get
+        {
+            long candidate;
+            if (UsesServerTime)
+            {
+                var local = LocalNow.UtcTicks;
+                lock (_gate)
+                {
+                    candidate = local + (_observed ? AgedLowLocked(local) : 0);
+                }
+            }
+            else
+            {
+                candidate = _time.GetUtcNow().UtcTicks;
+            }
+            // Never backwards: a contradicting sample (storage's clock stepped back) or a wall-clock step holds the clock
+            // still until it catches up, which only makes windows longer, never shorter.
+            var last = Interlocked.Read(ref _lastIssuedTicks);
+            while (candidate > last)
+            {
+                var seen = Interlocked.CompareExchange(ref _lastIssuedTicks, candidate, last);
+                if (seen == last)
+                {
+                    return new DateTimeOffset(candidate, TimeSpan.Zero);
+                }
+                last = seen;
+            }
+            return new DateTimeOffset(last, TimeSpan.Zero);
+        }
+    }
+
+    /// <summary>
+    /// The local time now, for stamping a storage request before <see cref="Observe"/>: with the storage clock, the
+    /// monotonic timestamp anchored at the wall clock's reading at start (immune to later steps of the wall clock).
+    /// </summary>
+    public DateTimeOffset LocalNow => UsesServerTime ? _startUtc + _time.GetElapsedTime(_startTimestamp) : _time.GetUtcNow();
 
     /// <param name="serverDate">The response's <c>Date</c> header.</param>
-    /// <param name="sentLocal">Local time just before the request was sent.</param>
-    /// <param name="receivedLocal">Local time just after the response arrived.</param>
+    /// <param name="sentLocal">Local time (<see cref="LocalNow"/>) just before the request was sent.</param>
+    /// <param name="receivedLocal">Local time (<see cref="LocalNow"/>) just after the response arrived.</param>
     public void Observe(DateTimeOffset serverDate, DateTimeOffset sentLocal, DateTimeOffset receivedLocal)
     {
         if (!UsesServerTime)
         {
             return;
         }
+        // Storage's time at our receipt was at least the stamp's whole second; at our send, less than a second past it.
         var low = (serverDate - receivedLocal).Ticks;
         var high = (serverDate + TimeSpan.FromSeconds(1) - sentLocal).Ticks;
+        var at = receivedLocal.UtcTicks;
         lock (_gate)
         {
-            var newLow = Math.Max(_lowTicks, low);
-            var newHigh = Math.Min(_highTicks, high);
+            if (!_observed)
+            {
+                (_lowTicks, _highTicks, _boundsAtTicks, _observed) = (low, high, at, true);
+                return;
+            }
+            var newLow = Math.Max(AgedLowLocked(at), low);
+            var newHigh = Math.Min(AgedHighLocked(at), high);
             if (newLow > newHigh)
             {
-                // The bounds contradict each other: one of the clocks moved (or drifted). Start over from this sample.
-                newLow = low;
-                newHigh = high;
+                // The bounds contradict each other: one of the clocks stepped. Start over from this sample.
+                (newLow, newHigh) = (low, high);
             }
-            _lowTicks = newLow;
-            _highTicks = newHigh;
-            Volatile.Write(ref _offsetTicks, newLow + ((newHigh - newLow) / 2));
+            (_lowTicks, _highTicks, _boundsAtTicks) = (newLow, newHigh, Math.Max(at, _boundsAtTicks));
         }
     }
+
+    private long Drift(long localTicks) => (long)(Math.Max(0, localTicks - _boundsAtTicks) * MaxDriftRate);
+
+    private long AgedLowLocked(long localTicks) => _lowTicks - Drift(localTicks);
+
+    private long AgedHighLocked(long localTicks) => _highTicks + Drift(localTicks);
 }

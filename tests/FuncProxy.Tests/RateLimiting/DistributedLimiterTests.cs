@@ -94,6 +94,29 @@ public sealed class DistributedLimiterTests
     }
 
     [Fact]
+    public async Task The_storage_clock_of_a_real_Azurite_is_never_run_ahead_of()
+    {
+        // Azurite runs on this machine's clock, so storage's time is the local time: the limiter's clock must never be
+        // ahead of it (the old estimate, the middle of the bounds, started up to half a second early). One-permit blocks
+        // make every acquisition a claim, so every one is a Date sample.
+        var storage = await TestStorage.GetConnectionStringAsync();
+        var limiter = LimiterInstances.Create(storage, TestStorage.NewTablePrefix(), new LimitOptions { ExpectedInstances = 1, MaxLeaseBlock = 1 });
+        var key = LimiterInstances.Key(new KeyLimits { RequestsPerSecond = 1_000_000 });
+        var last = DateTimeOffset.MinValue;
+
+        for (var i = 0; i < 150; i++)
+        {
+            Assert.True((await LimiterInstances.AcquireAsync(limiter, key)).Granted);
+            var clock = limiter.Clock.UtcNow;
+            var local = DateTimeOffset.UtcNow;
+            Assert.True(clock <= local + TimeSpan.FromMilliseconds(1), $"claim {i}: limiter clock {clock:O} ahead of storage's (this machine's) {local:O}");
+            Assert.True(clock >= last, $"claim {i}: limiter clock went back from {last:O} to {clock:O}");
+            last = clock;
+        }
+        Assert.True(limiter.Clock.MaxLag < TimeSpan.FromSeconds(1), $"error bound {limiter.Clock.MaxLag} after 150 samples");
+    }
+
+    [Fact]
     public async Task Many_concurrent_token_reservations_far_below_the_limit_are_never_refused_and_share_few_claims()
     {
         // 32 callers at once on one instance, each reserving about a thousand tokens, with a limit they cannot reach:
