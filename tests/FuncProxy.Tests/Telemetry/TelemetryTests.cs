@@ -106,11 +106,15 @@ public sealed class TelemetryTests
     public async Task The_limiter_reports_its_storage_operations_and_lease_hits()
     {
         await using var stub = await UpstreamStub.StartAsync();
+        // One frozen instant: how long the 20 calls take on a busy machine must not change the counts (a minute boundary
+        // crossed mid-test, or calls so slow that the measured demand shrinks the lease blocks, both add storage waits).
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(new DateTimeOffset(2030, 1, 1, 10, 0, 5, TimeSpan.Zero));
         await using var gateway = await GatewayHost.StartAsync(new Dictionary<string, string?>
         {
             ["FuncProxy:Upstreams:echo:BaseUrl"] = stub.BaseAddress + "echo",
             ["FuncProxy:Limits:RequestsPerMinute"] = "1000",
-        });
+            ["FuncProxy:Limits:UseStorageClock"] = "false",
+        }, services: s => s.AddSingleton<TimeProvider>(time));
         // Scoped to this host's meter factory, so gateways of other tests running at the same time do not count.
         var meters = gateway.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
         using var storage = new MetricCollector<long>(meters, "FuncProxy", "funcproxy.limiter.storage_operations");
