@@ -127,11 +127,19 @@ public sealed class AdminAuthenticator
         }
         var identity = result.ClaimsIdentity;
         var subject = identity.FindFirst("oid")?.Value ?? identity.FindFirst("sub")?.Value ?? identity.FindFirst("azp")?.Value ?? "unknown";
+        if (!IsUsableSubject(subject))
+        {
+            // Entra's subjects are GUIDs or short base64url strings; anything else would land in logs and the audit log as is.
+            return new(null, AdminRefusal.Unauthenticated, "token subject is not a short printable ASCII string");
+        }
         var actor = "entra:" + subject;
         var hasRole = identity.FindAll("roles").Concat(identity.FindAll(ClaimTypes.Role))
             .Any(c => string.Equals(c.Value, entra.RequiredRole, StringComparison.Ordinal));
         return hasRole ? new(actor, AdminRefusal.None) : new(actor, AdminRefusal.Forbidden, "token lacks the admin role");
     }
+
+    private static bool IsUsableSubject(string subject) =>
+        subject.Length is > 0 and <= 128 && subject.All(c => c is > ' ' and < (char)127);
 
     private ConfigurationManager<OpenIdConnectConfiguration> Metadata(EntraIdOptions entra)
     {

@@ -30,6 +30,7 @@ namespace FuncProxy.Admin;
 public sealed partial class AdminHandler : IDisposable
 {
     private const int MaxBodyBytes = 64 * 1024;
+    private const int MaxJsonDepth = 8;
     private const int DefaultPageSize = 100;
     private const int MaxPageSize = 1000;
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
@@ -229,10 +230,13 @@ public sealed partial class AdminHandler : IDisposable
             return;
         }
         var errors = new List<FieldError>();
-        var idempotencyKey = context.Request.Headers["Idempotency-Key"].ToString();
-        if (idempotencyKey.Length > 0 && !IdempotencyStore.IsValidKey(idempotencyKey))
+        var idempotencyHeader = context.Request.Headers["Idempotency-Key"];
+        var idempotencyKey = idempotencyHeader.ToString();
+        if (idempotencyHeader.Count > 1 || (idempotencyKey.Length > 0 && !IdempotencyStore.IsValidKey(idempotencyKey)))
         {
-            errors.Add(new("Idempotency-Key", "1-255 visible ASCII characters."));
+            // Two headers would be read as one value joined with a comma: refused rather than guessed at.
+            errors.Add(new("Idempotency-Key", "Once, with 1-255 visible ASCII characters."));
+            idempotencyKey = "";
         }
         var creation = _requests.ParseCreation(body!.Value, errors);
         if (creation is null || errors.Count > 0)
@@ -597,16 +601,13 @@ public sealed partial class AdminHandler : IDisposable
                 "Send the body as application/json.").ConfigureAwait(false);
             return (null, bytes, false);
         }
-        try
+        using var document = JsonText.TryParse(bytes, MaxJsonDepth, out var error);
+        if (document is null)
         {
-            using var document = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 8 });
-            return (document.RootElement.Clone(), bytes, true);
-        }
-        catch (JsonException)
-        {
-            await Problem.InvalidAsync(context, [new FieldError("$", "The body is not valid JSON.")]).ConfigureAwait(false);
+            await Problem.InvalidAsync(context, [new FieldError("$", error!)], error!).ConfigureAwait(false);
             return (null, bytes, false);
         }
+        return (document.RootElement.Clone(), bytes, true);
     }
 
     private static Task TooLargeAsync(HttpContext context) =>

@@ -103,8 +103,10 @@ internal sealed class JsonUsageScanner : UsageScanner
             rest.CopyTo(_held);
             _heldLength = rest.Length;
         }
-        catch (JsonException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
+            // InvalidOperationException: a member name that is not valid text ("\ud800"). The upstream's body still
+            // streams to the client unchanged; only its usage is not read.
             _failed = true;
         }
         finally
@@ -257,9 +259,9 @@ internal sealed class SseUsageScanner : UsageScanner
                 Apply(response);
             }
         }
-        catch (JsonException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
-            // Not JSON: not a usage event.
+            // Not JSON, or a member name that is not valid text ("\ud800"): not a usage event.
         }
     }
 

@@ -83,9 +83,11 @@ internal static class TokenEstimate
                 }
             }
         }
-        catch (JsonException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
-            // Not JSON after all: the defaults apply and the upstream will say what is wrong with it.
+            // Not JSON after all (InvalidOperationException: a member name with an unpaired surrogate escape such as
+            // "\ud800", which the reader only notices when it compares the name): the defaults apply and the upstream
+            // will say what is wrong with it.
         }
         return (maxOutput, choices);
     }

@@ -70,7 +70,7 @@ public sealed class EntraIdTokenTests : IAsyncLifetime
         _otherRsa.Dispose();
     }
 
-    private string Token(string[] roles, string audience = Audience, RSA? key = null, DateTime? expires = null)
+    private string Token(string[] roles, string audience = Audience, RSA? key = null, DateTime? expires = null, string oid = "00000000-0000-0000-0000-00000000abcd")
     {
         var descriptor = new SecurityTokenDescriptor
         {
@@ -79,7 +79,7 @@ public sealed class EntraIdTokenTests : IAsyncLifetime
             NotBefore = DateTime.UtcNow.AddMinutes(-5),
             IssuedAt = DateTime.UtcNow.AddMinutes(-5),
             Expires = expires ?? DateTime.UtcNow.AddMinutes(30),
-            Claims = new Dictionary<string, object> { ["oid"] = "00000000-0000-0000-0000-00000000abcd", ["sub"] = "subject-1", ["roles"] = roles },
+            Claims = new Dictionary<string, object> { ["oid"] = oid, ["sub"] = "subject-1", ["roles"] = roles },
             SigningCredentials = new SigningCredentials(new RsaSecurityKey(key ?? _rsa) { KeyId = "test-key" }, SecurityAlgorithms.RsaSha256),
         };
         return new JsonWebTokenHandler().CreateToken(descriptor);
@@ -135,5 +135,30 @@ public sealed class EntraIdTokenTests : IAsyncLifetime
             using var response = await GetKeysAsync(token);
             Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         }
+    }
+
+    [Fact]
+    public async Task Hostile_tokens_and_signed_tokens_with_unusable_subjects_get_401_problem_json_and_no_exception_in_the_log()
+    {
+        static string Segment(string json) => Base64UrlEncoder.Encode(System.Text.Encoding.UTF8.GetBytes(json));
+        var unsignedHeader = Segment("""{"alg":"RS256","kid":"test-key","typ":"JWT"}""");
+        var tokens = new[]
+        {
+            Token([Role], oid: "\ud800"),
+            Token([Role], oid: "line\nbreak"),
+            Token([Role], oid: new string('a', 4000)),
+            Segment("""{"alg":"\ud800"}""") + "." + Segment("""{"oid":"x"}""") + ".c2ln",
+            unsignedHeader + "." + Segment("""{"oid":"\udc00","roles":["FuncProxy.Admin"]}""") + ".c2ln",
+            unsignedHeader + "." + Segment("""{"oid":1,"oid":2}""") + ".",
+            unsignedHeader + "." + Base64UrlEncoder.Encode([0xC3, 0x28, 0xFF]) + ".c2ln",
+            "a.b.c", "..", "....", "e30.e30.", new string('A', 6000) + "." + new string('B', 6000) + ".C",
+        };
+        foreach (var token in tokens)
+        {
+            using var response = await GetKeysAsync(token);
+            await Problems.AssertProblemAsync(response, 401, "admin_unauthorized");
+        }
+        Assert.DoesNotContain(_gateway.Logs.Lines, l => l.StartsWith("Error", StringComparison.Ordinal) || l.StartsWith("Critical", StringComparison.Ordinal));
+        Assert.DoesNotContain(_gateway.Logs.Lines, l => l.Contains("Exception:", StringComparison.Ordinal) && !l.StartsWith("Debug", StringComparison.Ordinal) && !l.StartsWith("Trace", StringComparison.Ordinal));
     }
 }
