@@ -16,6 +16,8 @@ public static partial class GatewayServer
         {
             builder.WebHost.UseUrls(DefaultUrl);
         }
+        // No "Server: Kestrel" banner: the upstream's own Server header is stripped too (SECURITY.md).
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
         builder.Services.AddFuncProxy(builder.Configuration);
         configure?.Invoke(builder);
 

@@ -107,6 +107,7 @@ public sealed partial class AdminHandler : IDisposable
         ArgumentNullException.ThrowIfNull(context);
         context.Response.Headers[Problem.RequestIdHeader] = Problem.RequestId(context);
         context.Response.Headers.CacheControl = "no-store";
+        context.Response.Headers.XContentTypeOptions = "nosniff";
         var ip = _clientAddress.Resolve(context);
         try
         {

@@ -13,6 +13,7 @@ public sealed class HealthHandler
         context.Response.StatusCode = StatusCodes.Status200OK;
         context.Response.ContentType = "application/json";
         context.Response.Headers.CacheControl = "no-store";
+        context.Response.Headers.XContentTypeOptions = "nosniff";
         context.Response.ContentLength = Body.Length;
         return context.Response.Body.WriteAsync(Body, context.RequestAborted).AsTask();
     }

@@ -38,6 +38,7 @@ public static class Problem
         response.StatusCode = status;
         response.ContentType = ContentType;
         response.Headers.CacheControl = "no-store";
+        response.Headers.XContentTypeOptions = "nosniff";
         var requestId = RequestId(context);
         response.Headers[RequestIdHeader] = requestId;
         if (headers is not null)

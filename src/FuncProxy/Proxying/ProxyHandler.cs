@@ -73,6 +73,7 @@ public sealed partial class ProxyHandler
     {
         ArgumentNullException.ThrowIfNull(context);
         context.Response.Headers[Problem.RequestIdHeader] = Problem.RequestId(context);
+        context.Response.Headers.XContentTypeOptions = "nosniff";
         using var activity = FuncProxyMetrics.ActivitySource.StartActivity("funcproxy.proxy");
         activity?.SetTag("funcproxy.upstream", upstream);
         var route = _catalog.Find(upstream);
@@ -92,6 +93,27 @@ public sealed partial class ProxyHandler
     /// <returns>Null when the call was forwarded; otherwise why the gateway answered itself.</returns>
     private async Task<string?> HandleCoreAsync(HttpContext context, UpstreamRoute? route, string? path, Activity? activity)
     {
+        // 0. What may be forwarded at all (RequestHygiene): the method, and what the Connection header names.
+        var request = context.Request;
+        if (!RequestHygiene.IsAllowedMethod(request.Method))
+        {
+            await Problem.WriteAsync(context, StatusCodes.Status405MethodNotAllowed, "method_not_allowed", "Method Not Allowed",
+                $"The gateway forwards {RequestHygiene.AllowedMethods}.", headers: [new("Allow", RequestHygiene.AllowedMethods)]).ConfigureAwait(false);
+            return "method_not_allowed";
+        }
+        if (!RequestHygiene.HasRemovableConnectionOptions(request.Headers))
+        {
+            await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "invalid_header", "Bad Request",
+                "The Connection header names a header that describes the message itself (Host, Transfer-Encoding or Content-*).").ConfigureAwait(false);
+            return "invalid_header";
+        }
+        if (context.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true })
+        {
+            // Protocol upgrades (WebSocket, h2c) would become a tunnel that no limit or meter can see into. RFC 9110 7.8
+            // lets a server ignore Upgrade: without the feature YARP forwards a plain request, minus the hop-by-hop headers.
+            context.Features.Set<IHttpUpgradeFeature>(null);
+        }
+
         // 1. Route.
         if (route is null)
         {

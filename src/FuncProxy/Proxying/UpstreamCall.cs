@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Net;
 using Microsoft.AspNetCore.Http;
 using Yarp.ReverseProxy.Forwarder;
@@ -6,20 +7,19 @@ namespace FuncProxy.Proxying;
 
 /// <summary>
 /// One forwarded call: YARP's transformer for it, holding the target URL and the provider credential. Strips every client
-/// credential and hop-by-hop header, adds the provider's, and holds back a 401 from the upstream so the caller can refresh
-/// the credential and retry once.
+/// credential, hop-by-hop and forwarding header (<see cref="RequestHygiene"/>), adds the provider's, holds back a 401 from
+/// the upstream so the caller can refresh the credential and retry once, and strips the upstream's host-level response
+/// headers (cookies, server banner, HSTS).
 /// </summary>
 internal sealed class UpstreamCall : HttpTransformer
 {
-    // Headers the client may send that must never reach the provider: its own credentials, the admin key, cookies, and
-    // forwarding headers it could spoof. The upstream's own credential header is removed too, then set by the gateway.
-    private static readonly string[] StrippedRequestHeaders =
-    [
-        "Authorization", "x-api-key", "api-key", "Proxy-Authorization", "X-Admin-Key", "Cookie",
-        "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Prefix", "X-Real-IP",
-        // Usage is read from the response as it streams; a compressed body could not be read, so ask for identity.
-        "Accept-Encoding",
-    ];
+    // Headers of the upstream's answer that are about the upstream's own host or software, not the API call: its cookies
+    // (the client's Cookie is never forwarded, so they could only track), its server banner, and browser policies it
+    // would otherwise set for the gateway's host name (HSTS, reporting endpoints, site data clearing).
+    private static readonly FrozenSet<string> StrippedResponseHeaders = FrozenSet.Create(StringComparer.OrdinalIgnoreCase,
+        "Set-Cookie", "Set-Cookie2", "Server", "X-Powered-By", "X-AspNet-Version", "X-AspNetMvc-Version", "X-SourceFiles", "Via",
+        "Strict-Transport-Security", "Public-Key-Pins", "Public-Key-Pins-Report-Only", "Expect-CT", "Report-To", "Reporting-Endpoints",
+        "NEL", "Clear-Site-Data");
 
     private readonly UpstreamRoute _route;
     private readonly Uri _target;
@@ -42,7 +42,13 @@ internal sealed class UpstreamCall : HttpTransformer
     {
         await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken).ConfigureAwait(false);
         var headers = proxyRequest.Headers;
-        foreach (var name in StrippedRequestHeaders)
+        // RFC 9110 7.6.1: what the client names in Connection was meant for this hop only (YARP drops Connection itself).
+        foreach (var option in RequestHygiene.ConnectionOptions(httpContext.Request.Headers.Connection))
+        {
+            headers.Remove(option);
+            proxyRequest.Content?.Headers.Remove(option);
+        }
+        foreach (var name in headers.NonValidated.Select(h => h.Key).Where(RequestHygiene.IsStrippedHeader).ToList())
         {
             headers.Remove(name);
         }
@@ -65,6 +71,30 @@ internal sealed class UpstreamCall : HttpTransformer
             CredentialRejected = true;
             return ValueTask.FromResult(false);
         }
-        return base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
+        return TransformAnswerAsync(httpContext, proxyResponse, cancellationToken);
+    }
+
+    private async ValueTask<bool> TransformAnswerAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
+    {
+        var headers = httpContext.Response.Headers;
+        // The gateway's own headers (request id, RateLimit) are set before the answer is copied; Connection cannot name them away.
+        var own = new HashSet<string>(headers.Keys, StringComparer.OrdinalIgnoreCase);
+        var forward = await base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken).ConfigureAwait(false);
+        if (proxyResponse is not null)
+        {
+            foreach (var option in RequestHygiene.ConnectionOptions(proxyResponse.Headers.NonValidated.TryGetValues("Connection", out var values) ? values.ToArray() : default))
+            {
+                if (!own.Contains(option))
+                {
+                    headers.Remove(option);
+                }
+            }
+        }
+        foreach (var name in headers.Keys.Where(StrippedResponseHeaders.Contains).ToList())
+        {
+            headers.Remove(name);
+        }
+        headers.XContentTypeOptions = "nosniff";
+        return forward;
     }
 }

@@ -37,8 +37,8 @@ public sealed class UpstreamRoute
 
     /// <summary>
     /// The upstream URL for a client path (the part after <c>/api/{upstream}/</c>, as routing decoded it) and raw query.
-    /// Refuses dot segments, backslashes, encoded slashes or dots, control characters and anything that would leave the
-    /// base URL, so the gateway is never an open proxy.
+    /// Refuses dot segments (also "..;x", ".. " and look-alike dots), backslashes, encoded slashes or dots, control
+    /// characters and anything that would leave the base URL, so the gateway is never an open proxy.
     /// </summary>
     public bool TryBuildTarget(string? path, string? query, out Uri target)
     {
@@ -82,13 +82,19 @@ public sealed class UpstreamRoute
         return true;
     }
 
+    private static readonly System.Buffers.SearchValues<char> DotLike = System.Buffers.SearchValues.Create(". \uFF0E\u2024\uFE52");
+
     private static bool IsSafeSegment(string segment, bool isLast)
     {
         if (segment.Length == 0)
         {
             return isLast; // a trailing slash is fine; "//" inside a path is not
         }
-        if (segment is "." or "..")
+        // A segment that some upstream could read as "." or "..": Tomcat and Spring drop path parameters (";jsessionid=x",
+        // so "..;" is ".."), Windows drops trailing dots and spaces ("... " is ".."), and Unicode-normalising servers read
+        // fullwidth or leader dots as ".". So: nothing before the first ';' may be only dots and spaces, nor empty.
+        var beforeParameters = segment.AsSpan(0, segment.IndexOf(';', StringComparison.Ordinal) is var semicolon and >= 0 ? semicolon : segment.Length);
+        if (beforeParameters.IsEmpty || !beforeParameters.ContainsAnyExcept(DotLike))
         {
             return false;
         }

@@ -197,6 +197,23 @@ public sealed class HostileInputTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_upstreams_cookies_banners_and_host_policies_do_not_reach_the_client_and_every_answer_says_nosniff()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/hostile/banner");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _tokenKey);
+        using var response = await _gateway.Client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var names = response.Headers.Select(h => h.Key).Concat(response.Content.Headers.Select(h => h.Key)).ToList();
+        foreach (var gone in new[] { "Set-Cookie", "Server", "X-Powered-By", "X-AspNet-Version", "Via", "Strict-Transport-Security", "Clear-Site-Data", "X-Upstream-Hop" })
+        {
+            Assert.DoesNotContain(names, n => n.Equals(gone, StringComparison.OrdinalIgnoreCase));
+        }
+        Assert.Equal("nosniff", Assert.Single(response.Headers.GetValues("X-Content-Type-Options")));
+        Assert.Equal("12", Assert.Single(response.Headers.GetValues("openai-processing-ms")));
+    }
+
+    [Fact]
     public async Task Odd_headers_and_query_strings_never_get_a_5xx_and_every_error_is_problem_json()
     {
         var failures = new List<string>();
@@ -353,6 +370,23 @@ public sealed class HostileInputTests : IAsyncLifetime
                 await c.Response.Body.WriteAsync(bytes);
             });
         }
+        app.MapGet("/banner", async (HttpContext c) =>
+        {
+            var h = c.Response.Headers;
+            h.Append("Set-Cookie", "__cf_bm=tracking; path=/; HttpOnly");
+            h.Append("Set-Cookie", "session=upstream; path=/");
+            h["X-Powered-By"] = "Express";
+            h["X-AspNet-Version"] = "4.0.30319";
+            h["Via"] = "1.1 upstream-cache";
+            h["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains; preload";
+            h["Clear-Site-Data"] = "\"*\"";
+            h["Connection"] = "X-Upstream-Hop";
+            h["X-Upstream-Hop"] = "hop";
+            h["X-Content-Type-Options"] = "sniff-me";
+            h["openai-processing-ms"] = "12";
+            c.Response.ContentType = "application/json";
+            await c.Response.WriteAsync("{}");
+        });
         app.MapFallback(async (HttpContext c) =>
         {
             await c.Request.Body.CopyToAsync(Stream.Null);
