@@ -92,13 +92,14 @@ internal static class OperatorCli
 
     private static readonly Dictionary<(string, string), VerbSpec> Verbs = new()
     {
-        [("keys", "create")] = new("keys create --name NAME --upstream UPSTREAM [--upstream ...] [--owner OWNER] [--expires DATE] [--limit NAME=N ...] [--meta NAME=VALUE ...] [--json]",
-            ["json"], ["name", "upstream", "owner", "expires", "limit", "meta"], s => s.CreateAsync()),
+        [("keys", "create")] = new("keys create --name NAME --upstream UPSTREAM [--upstream ...] [--owner OWNER] [--expires DATE] [--limit NAME=N ...] [--meta NAME=VALUE ...] [--model GLOB ...] [--alias CLIENT_MODEL=MODEL ...] [--model-limit GLOB=NAME=N ...] [--json]",
+            ["json"], ["name", "upstream", "owner", "expires", "limit", "meta", "model", "alias", "model-limit"], s => s.CreateAsync()),
         [("keys", "list")] = new("keys list [--owner OWNER] [--status active|disabled|revoked] [--upstream UPSTREAM] [--json]",
             ["json"], ["owner", "status", "upstream"], s => s.ListAsync()),
         [("keys", "get")] = new("keys get KEY_ID [--json]", ["json"], [], s => s.GetAsync()),
-        [("keys", "update")] = new("keys update KEY_ID [--name NAME] [--owner OWNER | --clear-owner] [--upstream UPSTREAM ...] [--expires DATE | --clear-expires] [--clear-limits] [--limit NAME=N|default ...] [--clear-meta] [--meta NAME=VALUE ...] [--remove-meta NAME ...] [--json]",
-            ["json", "clear-owner", "clear-expires", "clear-limits", "clear-meta"], ["name", "owner", "upstream", "expires", "limit", "meta", "remove-meta"], s => s.UpdateAsync()),
+        [("keys", "update")] = new("keys update KEY_ID [--name NAME] [--owner OWNER | --clear-owner] [--upstream UPSTREAM ...] [--expires DATE | --clear-expires] [--clear-limits] [--limit NAME=N|default ...] [--clear-meta] [--meta NAME=VALUE ...] [--remove-meta NAME ...] [--model GLOB ... | --clear-models] [--alias CLIENT_MODEL=MODEL ... | --clear-aliases] [--model-limit GLOB=NAME=N ... | --clear-model-limits] [--json]",
+            ["json", "clear-owner", "clear-expires", "clear-limits", "clear-meta", "clear-models", "clear-aliases", "clear-model-limits"],
+            ["name", "owner", "upstream", "expires", "limit", "meta", "remove-meta", "model", "alias", "model-limit"], s => s.UpdateAsync()),
         [("keys", "disable")] = new("keys disable KEY_ID [--json]", ["json"], [], s => s.SetStatusAsync("disable")),
         [("keys", "enable")] = new("keys enable KEY_ID [--json]", ["json"], [], s => s.SetStatusAsync("enable")),
         [("keys", "revoke")] = new("keys revoke KEY_ID [--json]", ["json"], [], s => s.SetStatusAsync("revoke")),
@@ -135,6 +136,15 @@ internal static class OperatorCli
                 Limits = Limits(errors),
                 Metadata = Metadata(errors) ?? new Dictionary<string, string>(),
             };
+            if (ModelRules(errors) is { } rules)
+            {
+                creation = creation with
+                {
+                    AllowedModels = rules.AllowedModels ?? [],
+                    ModelAliases = rules.ModelAliases ?? new Dictionary<string, string>(),
+                    ModelLimits = rules.ModelLimits ?? new Dictionary<string, KeyLimits>(),
+                };
+            }
             Get<KeyRequests>().Validate(creation, errors);
             if (errors.Count > 0)
             {
@@ -222,6 +232,13 @@ internal static class OperatorCli
                 // Merged into the key as the API's merge patch is: the limits and entries not named stay as they are.
                 Limits = LimitsPatch(errors),
                 Metadata = MetadataPatch(errors),
+            };
+            var rules = ModelRules(errors);
+            update = update with
+            {
+                AllowedModels = a.Flag("clear-models") ? [] : rules?.AllowedModels,
+                ModelAliases = a.Flag("clear-aliases") ? new Dictionary<string, string>() : rules?.ModelAliases,
+                ModelLimits = a.Flag("clear-model-limits") ? new Dictionary<string, KeyLimits>() : rules?.ModelLimits,
             };
             if (errors.Count == 0 && update.FieldNames().Count == 0)
             {
@@ -343,17 +360,28 @@ internal static class OperatorCli
                 await output.WriteLineAsync(JsonSerializer.Serialize(new
                 {
                     keyId = id, from, to,
-                    totals = new { requests = rows.Sum(r => r.Requests), inputTokens = rows.Sum(r => r.InputTokens), outputTokens = rows.Sum(r => r.OutputTokens) },
-                    hours = rows,
+                    totals = new
+                    {
+                        requests = rows.Sum(r => r.Requests), inputTokens = rows.Sum(r => r.InputTokens), outputTokens = rows.Sum(r => r.OutputTokens),
+                        cachedInputTokens = rows.Sum(r => r.CachedInputTokens), costUsd = rows.Sum(r => r.CostMicroUsd) / 1_000_000m,
+                        requestsWithoutUsage = rows.Sum(r => r.RequestsWithoutUsage),
+                    },
+                    hours = rows.Select(r => new
+                    {
+                        hour = r.Hour, upstream = r.Upstream, model = r.Model.Length == 0 ? null : r.Model, requests = r.Requests,
+                        inputTokens = r.InputTokens, outputTokens = r.OutputTokens, cachedInputTokens = r.CachedInputTokens,
+                        costUsd = r.CostMicroUsd / 1_000_000m, requestsWithoutUsage = r.RequestsWithoutUsage,
+                    }),
                 }, Json));
                 return Ok;
             }
-            await output.WriteLineAsync($"{"HOUR (UTC)",-17}  {"UPSTREAM",-16}  {"REQUESTS",10}  {"INPUT TOK",12}  {"OUTPUT TOK",12}");
+            static string Usd(long micro) => (micro / 1_000_000m).ToString("0.000000", CultureInfo.InvariantCulture);
+            await output.WriteLineAsync($"{"HOUR (UTC)",-17}  {"UPSTREAM",-16}  {"MODEL",-24}  {"REQUESTS",10}  {"INPUT TOK",12}  {"CACHED TOK",12}  {"OUTPUT TOK",12}  {"COST USD",14}");
             foreach (var r in rows)
             {
-                await output.WriteLineAsync($"{r.Hour.UtcDateTime.ToString("yyyy-MM-dd HH:00", CultureInfo.InvariantCulture),-17}  {Trim(r.Upstream, 16),-16}  {r.Requests,10}  {r.InputTokens,12}  {r.OutputTokens,12}");
+                await output.WriteLineAsync($"{r.Hour.UtcDateTime.ToString("yyyy-MM-dd HH:00", CultureInfo.InvariantCulture),-17}  {Trim(r.Upstream, 16),-16}  {Trim(r.Model.Length == 0 ? "-" : r.Model, 24),-24}  {r.Requests,10}  {r.InputTokens,12}  {r.CachedInputTokens,12}  {r.OutputTokens,12}  {Usd(r.CostMicroUsd),14}");
             }
-            await output.WriteLineAsync($"{"total",-17}  {"",-16}  {rows.Sum(r => r.Requests),10}  {rows.Sum(r => r.InputTokens),12}  {rows.Sum(r => r.OutputTokens),12}");
+            await output.WriteLineAsync($"{"total",-17}  {"",-16}  {"",-24}  {rows.Sum(r => r.Requests),10}  {rows.Sum(r => r.InputTokens),12}  {rows.Sum(r => r.CachedInputTokens),12}  {rows.Sum(r => r.OutputTokens),12}  {Usd(rows.Sum(r => r.CostMicroUsd)),14}");
             return Ok;
         }
 
@@ -482,7 +510,8 @@ internal static class OperatorCli
                 await output.WriteLineAsync(JsonSerializer.Serialize(KeyView.From(r), Json));
                 return Ok;
             }
-            var limits = r.Limits is null ? "defaults" : string.Join(", ", KeyRequests.LimitValues(r.Limits).Where(l => l.Value is not null).Select(l => $"{l.Name}={l.Value}"));
+            var limits = LimitsText(r.Limits);
+            var modelLimits = r.ModelLimits.Count == 0 ? "-" : string.Join("; ", r.ModelLimits.Select(m => $"{m.Key}: {LimitsText(m.Value)}"));
             await output.WriteLineAsync(
                 $"""
                   id:               {r.Id}
@@ -494,10 +523,16 @@ internal static class OperatorCli
                   upstreams:        {string.Join(", ", r.AllowedUpstreams)}
                   limits:           {(limits.Length == 0 ? "defaults" : limits)}
                   metadata:         {(r.Metadata.Count == 0 ? "-" : string.Join(", ", r.Metadata.Select(m => $"{m.Key}={m.Value}")))}
+                  models:           {(r.AllowedModels.Count == 0 ? "any" : string.Join(", ", r.AllowedModels))}
+                  aliases:          {(r.ModelAliases.Count == 0 ? "-" : string.Join(", ", r.ModelAliases.Select(m => $"{m.Key}->{m.Value}")))}
+                  model limits:     {modelLimits}
                   old secret until: {(r.PreviousSecretHash is null ? "-" : Time(r.PreviousSecretExpiresAt))}
                 """);
             return Ok;
         }
+
+        private static string LimitsText(KeyLimits? l) => l is null ? "defaults" : string.Join(", ",
+            KeyRequests.LimitValues(l).Where(x => x.Value is not null).Select(x => $"{x.Name}={KeyRequests.LimitText(x.Name, x.Value!.Value)}"));
 
         private async Task<string?> IdAsync()
         {
@@ -562,9 +597,53 @@ internal static class OperatorCli
         }
 
         private static string LimitValue(string text) =>
-            long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n.ToString(CultureInfo.InvariantCulture)
+            decimal.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var n) ? n.ToString(CultureInfo.InvariantCulture)
             : text is "default" or "null" ? "null"
             : JsonSerializer.Serialize(text);
+
+        private static string LimitsJson(IEnumerable<KeyValuePair<string, string>> pairs) =>
+            "{" + string.Join(",", pairs.Select(p => JsonSerializer.Serialize(p.Key) + ":" + LimitValue(p.Value))) + "}";
+
+        /// <summary>--model, --alias and --model-limit, checked by the management API's parser; null when none was given.</summary>
+        private KeyUpdate? ModelRules(List<FieldError> errors)
+        {
+            var models = a.All("model");
+            var aliases = Pairs("alias", errors);
+            var modelLimits = Pairs("model-limit", errors);
+            if (models.Count == 0 && aliases.Count == 0 && modelLimits.Count == 0)
+            {
+                return null;
+            }
+            var fields = new List<string>();
+            if (models.Count > 0)
+            {
+                fields.Add("\"allowedModels\":" + JsonSerializer.Serialize(models));
+            }
+            if (aliases.Count > 0)
+            {
+                fields.Add("\"modelAliases\":{" + string.Join(",", aliases.Select(p => JsonSerializer.Serialize(p.Key) + ":" + JsonSerializer.Serialize(p.Value))) + "}");
+            }
+            if (modelLimits.Count > 0)
+            {
+                var byModel = new Dictionary<string, List<KeyValuePair<string, string>>>(StringComparer.Ordinal);
+                foreach (var (glob, limit) in modelLimits)
+                {
+                    var eq = limit.IndexOf('=', StringComparison.Ordinal);
+                    if (eq <= 0)
+                    {
+                        errors.Add(new("model-limit", $"'{Trim(glob + "=" + limit, 40)}' is not GLOB=NAME=N."));
+                        continue;
+                    }
+                    (byModel.TryGetValue(glob, out var list) ? list : byModel[glob] = []).Add(new(limit[..eq], limit[(eq + 1)..]));
+                }
+                fields.Add("\"modelLimits\":{" + string.Join(",", byModel.Select(m => JsonSerializer.Serialize(m.Key) + ":" + LimitsJson(m.Value))) + "}");
+            }
+            using var document = JsonDocument.Parse("{" + string.Join(",", fields) + "}");
+            var parseErrors = new List<FieldError>();
+            var update = Get<KeyRequests>().ParseUpdate(document.RootElement, parseErrors);
+            errors.AddRange(parseErrors);
+            return update;
+        }
 
         private KeyLimits? Limits(List<FieldError> errors) =>
             LimitPairs(errors) is { } patch ? KeyLimits.FromOverrides(patch.Set) ?? new KeyLimits() : null;

@@ -41,6 +41,55 @@ public sealed class FuncProxyOptions
 
     /// <summary>Default rate limits and quotas for every key (a key's own <c>Limits</c> override them), and how the distributed limiter behaves.</summary>
     public LimitOptions Limits { get; set; } = new();
+
+    /// <summary>Spend control: what happens to unpriced models and whether streamed calls are made to report usage.</summary>
+    public SpendOptions Spend { get; set; } = new();
+}
+
+/// <summary>What a key with a money budget may do with a model the price table does not know.</summary>
+public enum UnpricedModelPolicy
+{
+    /// <summary>Refuse the call with 403 <c>model_not_priced</c>: a budget cannot be kept on a model without a price.</summary>
+    Refuse,
+
+    /// <summary>Admit it at a cost of 0 (the call is reported as unpriced in the log and the <c>funcproxy.spend.unpriced</c> metric).</summary>
+    Allow,
+}
+
+/// <summary>The <c>FuncProxy:Spend</c> section (prices themselves live per upstream, in <see cref="UpstreamOptions.Prices"/>).</summary>
+public sealed class SpendOptions
+{
+    /// <summary>
+    /// Calls of a key that has a money budget (<c>budgetPerDayUsd</c>/<c>budgetPerMonthUsd</c>, also per model) to a model
+    /// without a price. Keys without a budget are never refused for this; unpriced calls are always reported.
+    /// </summary>
+    public UnpricedModelPolicy UnpricedModels { get; set; } = UnpricedModelPolicy.Refuse;
+
+    /// <summary>
+    /// Add <c>stream_options.include_usage: true</c> to OpenAI-style chat completions streams that do not ask for usage, so
+    /// the provider reports it and the call is charged what it used; the extra final usage chunk is removed from what such a
+    /// client receives (see docs/spend.md for exactly what the client sees).
+    /// </summary>
+    public bool IncludeStreamUsage { get; set; } = true;
+}
+
+/// <summary>The price of the models matching <see cref="Model"/> on one upstream, in US dollars per million tokens.</summary>
+public sealed class ModelPriceOptions
+{
+    /// <summary>The model name or a glob (<c>*</c>, <c>?</c>; case-insensitive), e.g. <c>gpt-4o-mini*</c>. The most specific match applies.</summary>
+    public string? Model { get; set; }
+
+    /// <summary>USD per million input (prompt) tokens.</summary>
+    public decimal? InputPerMillion { get; set; }
+
+    /// <summary>USD per million output (completion, including reasoning) tokens.</summary>
+    public decimal? OutputPerMillion { get; set; }
+
+    /// <summary>USD per million input tokens read from the provider's prompt cache. Unset: <see cref="InputPerMillion"/>.</summary>
+    public decimal? CachedInputPerMillion { get; set; }
+
+    /// <summary>USD per million input tokens written to the prompt cache (Anthropic's <c>cache_creation_input_tokens</c>). Unset: <see cref="InputPerMillion"/>.</summary>
+    public decimal? CacheWriteInputPerMillion { get; set; }
 }
 
 /// <summary>Table Storage settings.</summary>
@@ -106,6 +155,12 @@ public sealed class UpstreamOptions
 
     /// <summary>Overrides <see cref="ProxyOptions.MaxRequestBodyBytes"/> for this upstream.</summary>
     public long? MaxRequestBodyBytes { get; set; }
+
+    /// <summary>
+    /// Model prices on this upstream (money budgets and the usage table's cost). Empty: every model here is unpriced.
+    /// docs/spend.md has a default table to start from; it is never applied by itself.
+    /// </summary>
+    public List<ModelPriceOptions> Prices { get; set; } = [];
 }
 
 /// <summary>Forwarding defaults.</summary>

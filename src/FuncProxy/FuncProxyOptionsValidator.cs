@@ -97,9 +97,14 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
         }
         ValidateLimits(options.Limits, errors);
 
+        if (!Enum.IsDefined(options.Spend.UnpricedModels))
+        {
+            errors.Add($"{P}:Spend:UnpricedModels must be Refuse or Allow.");
+        }
         foreach (var (upstreamName, upstream) in options.Upstreams)
         {
             var at = $"{P}:Upstreams:{upstreamName}";
+            Spend.PriceTable.Validate($"{at}:Prices", upstream.Prices, errors);
             if (!UpstreamCatalog.IsValidName(upstreamName))
             {
                 errors.Add($"{at}: an upstream name is 1-64 characters of letters, digits, '-' or '_'.");

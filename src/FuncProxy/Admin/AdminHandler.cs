@@ -491,8 +491,16 @@ public sealed partial class AdminHandler : IDisposable
                 requests = rows.Sum(r => r.Requests),
                 inputTokens = rows.Sum(r => r.InputTokens),
                 outputTokens = rows.Sum(r => r.OutputTokens),
+                cachedInputTokens = rows.Sum(r => r.CachedInputTokens),
+                costUsd = rows.Sum(r => r.CostMicroUsd) / 1_000_000m,
+                requestsWithoutUsage = rows.Sum(r => r.RequestsWithoutUsage),
             },
-            hours = rows.Select(r => new { hour = r.Hour, upstream = r.Upstream, requests = r.Requests, inputTokens = r.InputTokens, outputTokens = r.OutputTokens }),
+            hours = rows.Select(r => new
+            {
+                hour = r.Hour, upstream = r.Upstream, model = r.Model.Length == 0 ? null : r.Model, requests = r.Requests, inputTokens = r.InputTokens,
+                outputTokens = r.OutputTokens, cachedInputTokens = r.CachedInputTokens, costUsd = r.CostMicroUsd / 1_000_000m,
+                requestsWithoutUsage = r.RequestsWithoutUsage,
+            }),
         }).ConfigureAwait(false);
     }
 
@@ -764,14 +772,28 @@ public sealed record KeyView(
     DateTimeOffset CreatedAt,
     DateTimeOffset? ExpiresAt,
     IReadOnlyList<string> AllowedUpstreams,
-    KeyLimits? Limits,
+    KeyLimitsView? Limits,
     IReadOnlyDictionary<string, string> Metadata,
-    DateTimeOffset? PreviousSecretExpiresAt)
+    DateTimeOffset? PreviousSecretExpiresAt,
+    IReadOnlyList<string> AllowedModels,
+    IReadOnlyDictionary<string, string> ModelAliases,
+    IReadOnlyDictionary<string, KeyLimitsView> ModelLimits)
 {
     public static KeyView From(KeyRecord r)
     {
         ArgumentNullException.ThrowIfNull(r);
         return new(r.Id, ApiKey.Redact(r.Id), r.Name, r.Owner, r.Status.ToString().ToLowerInvariant(), r.CreatedAt, r.ExpiresAt,
-            r.AllowedUpstreams, r.Limits, r.Metadata, r.PreviousSecretHash is null ? null : r.PreviousSecretExpiresAt);
+            r.AllowedUpstreams, KeyLimitsView.From(r.Limits), r.Metadata, r.PreviousSecretHash is null ? null : r.PreviousSecretExpiresAt,
+            r.AllowedModels, r.ModelAliases, r.ModelLimits.ToDictionary(m => m.Key, m => KeyLimitsView.From(m.Value)!, StringComparer.Ordinal));
     }
+}
+
+/// <summary>A key's limits as the API shows them: counts as stored, budgets in US dollars (stored as micro-dollars).</summary>
+public sealed record KeyLimitsView(
+    long? RequestsPerSecond, long? RequestsPerMinute, long? RequestsPerHour, long? TokensPerMinute, long? RequestsPerDay,
+    long? RequestsPerMonth, long? TokensPerDay, long? TokensPerMonth, decimal? BudgetPerDayUsd, decimal? BudgetPerMonthUsd)
+{
+    public static KeyLimitsView? From(KeyLimits? l) => l is null ? null : new(
+        l.RequestsPerSecond, l.RequestsPerMinute, l.RequestsPerHour, l.TokensPerMinute, l.RequestsPerDay, l.RequestsPerMonth,
+        l.TokensPerDay, l.TokensPerMonth, l.BudgetPerDayMicroUsd / 1_000_000m, l.BudgetPerMonthMicroUsd / 1_000_000m);
 }

@@ -27,7 +27,11 @@ public sealed partial class KeyRequests
     public const long MaxLimitValue = 1_000_000_000_000;
     public static readonly TimeSpan MaxLifetime = TimeSpan.FromDays(3660);
 
-    private static readonly string[] CreateFields = ["name", "owner", "allowedUpstreams", "expiresAt", "limits", "metadata"];
+    /// <summary>Largest daily or monthly budget, in US dollars (1e12 micro-dollars, the largest limit value).</summary>
+    public const decimal MaxBudgetUsd = MaxLimitValue / 1_000_000m;
+    public const int MaxModelEntries = 100;
+
+    private static readonly string[] CreateFields = ["name", "owner", "allowedUpstreams", "expiresAt", "limits", "metadata", "allowedModels", "modelAliases", "modelLimits"];
 
     private readonly UpstreamCatalog _catalog;
     private readonly TimeProvider _time;
@@ -58,8 +62,14 @@ public sealed partial class KeyRequests
         var expires = Date(body, "expiresAt", errors);
         var limits = body.TryGetProperty("limits", out var l) ? Limits(l, errors) : null;
         var metadata = body.TryGetProperty("metadata", out var m) ? Metadata(m, errors) : null;
+        var models = body.TryGetProperty("allowedModels", out var am) ? Models(am, errors) : null;
+        var aliases = body.TryGetProperty("modelAliases", out var ma) ? Aliases(ma, errors) : null;
+        var modelLimits = body.TryGetProperty("modelLimits", out var ml) ? ModelLimits(ml, errors) : null;
         var creation = new KeyCreation
         {
+            AllowedModels = models ?? [],
+            ModelAliases = aliases ?? new Dictionary<string, string>(),
+            ModelLimits = modelLimits ?? new Dictionary<string, KeyLimits>(),
             Name = name ?? "",
             Owner = owner,
             AllowedUpstreams = upstreams ?? [],
@@ -93,6 +103,10 @@ public sealed partial class KeyRequests
             ExpiresAt = body.TryGetProperty("expiresAt", out _) ? new Change<DateTimeOffset?>(Date(body, "expiresAt", errors)?.Value) : null,
             Limits = body.TryGetProperty("limits", out var l) ? LimitsPatch(l, errors) : null,
             Metadata = body.TryGetProperty("metadata", out var m) ? MetadataPatch(m, errors) : null,
+            // Replaced whole (like allowedUpstreams): an allow-list, an alias map and per-model limits are read as one rule set.
+            AllowedModels = body.TryGetProperty("allowedModels", out var am) ? Models(am, errors) ?? [] : null,
+            ModelAliases = body.TryGetProperty("modelAliases", out var ma) ? Aliases(ma, errors) ?? new Dictionary<string, string>() : null,
+            ModelLimits = body.TryGetProperty("modelLimits", out var ml) ? ModelLimits(ml, errors) ?? new Dictionary<string, KeyLimits>() : null,
         };
         if (errors.Count == 0 && update.FieldNames().Count == 0)
         {
@@ -156,6 +170,7 @@ public sealed partial class KeyRequests
         CheckExpiry(creation.ExpiresAt, errors);
         CheckLimits(creation.Limits, errors);
         CheckMetadata(creation.Metadata, errors);
+        CheckModels(creation.AllowedModels, creation.ModelAliases, creation.ModelLimits, errors);
     }
 
     public void Validate(KeyUpdate update, List<FieldError> errors)
@@ -191,6 +206,7 @@ public sealed partial class KeyRequests
             // The entry count is checked once merged with the key's entries (KeyLifecycle.UpdateAsync).
             CheckMetadata(metadata.Set, errors);
         }
+        CheckModels(update.AllowedModels ?? [], update.ModelAliases ?? new Dictionary<string, string>(), update.ModelLimits ?? new Dictionary<string, KeyLimits>(), errors);
     }
 
     // A field already refused for its shape (missing, wrong type) is not refused again for its value.
@@ -264,31 +280,71 @@ public sealed partial class KeyRequests
         }
     }
 
-    private static void CheckLimits(KeyLimits? limits, List<FieldError> errors)
+    private static void CheckLimits(KeyLimits? limits, List<FieldError> errors, string field = "limits")
     {
         if (limits is not null)
         {
-            CheckLimitValues(limits.Values(), errors);
+            CheckLimitValues(limits.Values(), errors, field);
         }
     }
 
-    private static void CheckLimitValues(IEnumerable<(string Name, long? Value)> values, List<FieldError> errors)
+    private static void CheckLimitValues(IEnumerable<(string Name, long? Value)> values, List<FieldError> errors, string field = "limits")
     {
         foreach (var (name, value) in values)
         {
             if (value is { } v && (v < 0 || v > MaxLimitValue))
             {
-                errors.Add(new("limits." + name, $"Must be between 0 (no such limit for this key) and {MaxLimitValue}, or null for the default."));
+                errors.Add(new(field + "." + name, KeyLimits.IsBudget(name)
+                    ? $"Must be between 0 (no budget) and {MaxBudgetUsd} US dollars, or null."
+                    : $"Must be between 0 (no such limit for this key) and {MaxLimitValue}, or null for the default."));
             }
         }
     }
 
-    /// <summary>Each limit's JSON name and value.</summary>
+    private static void CheckModels(IReadOnlyList<string> allowed, IReadOnlyDictionary<string, string> aliases, IReadOnlyDictionary<string, KeyLimits> modelLimits, List<FieldError> errors)
+    {
+        if (allowed.Count > MaxModelEntries || aliases.Count > MaxModelEntries || modelLimits.Count > MaxModelEntries)
+        {
+            errors.Add(new("allowedModels", $"At most {MaxModelEntries} entries in each of allowedModels, modelAliases and modelLimits."));
+            return;
+        }
+        for (var i = 0; i < allowed.Count; i++)
+        {
+            if (!ModelPattern.IsValid(allowed[i]))
+            {
+                errors.Add(new($"allowedModels[{i}]", $"A model name or glob ('*', '?') of 1-{ModelPattern.MaxLength} characters without control characters."));
+            }
+        }
+        foreach (var (from, to) in aliases)
+        {
+            if (!ModelPattern.IsValid(from) || from.Contains('*', StringComparison.Ordinal) || from.Contains('?', StringComparison.Ordinal)
+                || !ModelPattern.IsValid(to) || to.Contains('*', StringComparison.Ordinal) || to.Contains('?', StringComparison.Ordinal))
+            {
+                errors.Add(new("modelAliases." + Shorten(from), $"Alias and model are names (no globs) of 1-{ModelPattern.MaxLength} characters without control characters."));
+            }
+        }
+        foreach (var (pattern, limits) in modelLimits)
+        {
+            if (!ModelPattern.IsValid(pattern))
+            {
+                errors.Add(new("modelLimits." + Shorten(pattern), $"A model name or glob of 1-{ModelPattern.MaxLength} characters without control characters."));
+                continue;
+            }
+            CheckLimits(limits, errors, "modelLimits." + pattern);
+        }
+    }
+
+    /// <summary>Each limit's JSON name and value (budgets in micro-dollars: see <see cref="LimitText"/>).</summary>
     public static IEnumerable<(string Name, long? Value)> LimitValues(KeyLimits l)
     {
         ArgumentNullException.ThrowIfNull(l);
         return l.Values();
     }
+
+    /// <summary>A limit's value as the API writes it: a count, or for budgets US dollars.</summary>
+    public static string LimitText(string name, long value) => KeyLimits.IsBudget(name)
+        ? (value / 1_000_000m).ToString("0.00####", CultureInfo.InvariantCulture)
+        : value.ToString(CultureInfo.InvariantCulture);
 
     private static void CheckMetadata(IReadOnlyDictionary<string, string> metadata, List<FieldError> errors)
     {
@@ -400,7 +456,7 @@ public sealed partial class KeyRequests
         return ok;
     }
 
-    private static Change<KeyLimits?>? Limits(JsonElement value, List<FieldError> errors)
+    private static Change<KeyLimits?>? Limits(JsonElement value, List<FieldError> errors, string field = "limits")
     {
         if (value.ValueKind == JsonValueKind.Null)
         {
@@ -408,11 +464,11 @@ public sealed partial class KeyRequests
         }
         if (value.ValueKind != JsonValueKind.Object)
         {
-            errors.Add(new("limits", "Must be an object such as {\"requestsPerMinute\": 60}, or null for the defaults."));
+            errors.Add(new(field, "Must be an object such as {\"requestsPerMinute\": 60, \"budgetPerDayUsd\": 5.00}, or null for the defaults."));
             return null;
         }
         // At creation there is nothing to merge into: the members set are the overrides, null members are defaults.
-        return LimitsPatch(value, errors) is { } patch ? new(KeyLimits.FromOverrides(patch.Set) ?? new KeyLimits()) : null;
+        return LimitsPatch(value, errors, field) is { } patch ? new(KeyLimits.FromOverrides(patch.Set) ?? new KeyLimits()) : null;
     }
 
     private static readonly string UnknownLimit = "Unknown limit. Known: " + string.Join(", ", KeyLimits.Names) + ".";
@@ -421,7 +477,7 @@ public sealed partial class KeyRequests
     /// <c>limits</c> as a merge patch: a number sets that override, <c>null</c> removes it (the default applies again);
     /// the whole object <c>null</c> removes every override. A creation reads it the same way: <c>null</c> members are defaults.
     /// </summary>
-    private static MapPatch<long>? LimitsPatch(JsonElement value, List<FieldError> errors)
+    private static MapPatch<long>? LimitsPatch(JsonElement value, List<FieldError> errors, string field = "limits")
     {
         if (value.ValueKind == JsonValueKind.Null)
         {
@@ -429,7 +485,7 @@ public sealed partial class KeyRequests
         }
         if (value.ValueKind != JsonValueKind.Object)
         {
-            errors.Add(new("limits", "Must be an object such as {\"requestsPerMinute\": 60}, or null for the defaults."));
+            errors.Add(new(field, "Must be an object such as {\"requestsPerMinute\": 60, \"budgetPerDayUsd\": 5.00}, or null for the defaults."));
             return null;
         }
         var set = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -438,16 +494,33 @@ public sealed partial class KeyRequests
         {
             if (!KeyLimits.IsName(property.Name))
             {
-                errors.Add(new("limits." + Shorten(property.Name), UnknownLimit));
+                errors.Add(new(field + "." + Shorten(property.Name), UnknownLimit));
             }
             else if (property.Value.ValueKind == JsonValueKind.Null)
             {
                 remove.Add(property.Name);
                 set.Remove(property.Name);
             }
+            else if (KeyLimits.IsBudget(property.Name))
+            {
+                // US dollars with at most 6 decimals, kept as integer micro-dollars.
+                if (property.Value.ValueKind != JsonValueKind.Number || !property.Value.TryGetDecimal(out var usd) || decimal.Round(usd, 6) != usd)
+                {
+                    errors.Add(new(field + "." + property.Name, "Must be an amount in US dollars with at most 6 decimals (e.g. 5.00), or null."));
+                }
+                else if (usd < 0 || usd > MaxBudgetUsd)
+                {
+                    errors.Add(new(field + "." + property.Name, $"Must be between 0 (no budget) and {MaxBudgetUsd} US dollars, or null."));
+                }
+                else
+                {
+                    remove.Remove(property.Name);
+                    set[property.Name] = (long)(usd * 1_000_000m);
+                }
+            }
             else if (property.Value.ValueKind != JsonValueKind.Number || !property.Value.TryGetInt64(out var n))
             {
-                errors.Add(new("limits." + property.Name, "Must be a whole number, or null for the default."));
+                errors.Add(new(field + "." + property.Name, "Must be a whole number, or null for the default."));
             }
             else
             {
@@ -514,6 +587,93 @@ public sealed partial class KeyRequests
             metadata[property.Name] = property.Value.GetString()!;
         }
         return metadata;
+    }
+
+    private static List<string>? Models(JsonElement value, List<FieldError> errors)
+    {
+        if (value.ValueKind == JsonValueKind.Null)
+        {
+            return [];
+        }
+        if (value.ValueKind != JsonValueKind.Array)
+        {
+            errors.Add(new("allowedModels", "Must be an array of model names or globs (empty: any model)."));
+            return null;
+        }
+        var list = new List<string>();
+        var i = 0;
+        foreach (var item in value.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.String)
+            {
+                errors.Add(new($"allowedModels[{i}]", "Must be a string."));
+            }
+            else
+            {
+                list.Add(item.GetString()!);
+            }
+            i++;
+        }
+        return list;
+    }
+
+    private static Dictionary<string, string>? Aliases(JsonElement value, List<FieldError> errors)
+    {
+        if (value.ValueKind == JsonValueKind.Null)
+        {
+            return new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        }
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new("modelAliases", "Must be an object mapping the model a client names to the model sent, e.g. {\"gpt-4o\": \"gpt-4o-mini\"}."));
+            return null;
+        }
+        var aliases = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var property in value.EnumerateObject())
+        {
+            if (property.Value.ValueKind != JsonValueKind.String)
+            {
+                errors.Add(new("modelAliases." + Shorten(property.Name), "Must be a string: the model sent upstream."));
+            }
+            else if (!aliases.TryAdd(property.Name, property.Value.GetString()!))
+            {
+                errors.Add(new("modelAliases." + Shorten(property.Name), "Listed twice (names are case-insensitive)."));
+            }
+        }
+        return aliases;
+    }
+
+    private static Dictionary<string, KeyLimits>? ModelLimits(JsonElement value, List<FieldError> errors)
+    {
+        if (value.ValueKind == JsonValueKind.Null)
+        {
+            return new Dictionary<string, KeyLimits>(StringComparer.Ordinal);
+        }
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            errors.Add(new("modelLimits", "Must be an object mapping a model name or glob to limits, e.g. {\"gpt-4o*\": {\"tokensPerMinute\": 30000}}."));
+            return null;
+        }
+        var result = new Dictionary<string, KeyLimits>(StringComparer.Ordinal);
+        foreach (var property in value.EnumerateObject())
+        {
+            var field = "modelLimits." + Shorten(property.Name);
+            if (property.Value.ValueKind != JsonValueKind.Object)
+            {
+                errors.Add(new(field, "Must be an object of limits, as 'limits' is."));
+                continue;
+            }
+            if (result.Keys.Any(k => string.Equals(k, property.Name, StringComparison.OrdinalIgnoreCase)))
+            {
+                errors.Add(new(field, "Listed twice (patterns are case-insensitive)."));
+                continue;
+            }
+            if (Limits(property.Value, errors, field)?.Value is { } limits)
+            {
+                result[property.Name] = limits;
+            }
+        }
+        return result;
     }
 
     [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$", RegexOptions.CultureInvariant)]

@@ -72,6 +72,7 @@ public static class FuncProxyServiceCollectionExtensions
 
         services.TryAddSingleton<UpstreamCatalog>();
         services.TryAddSingleton<UpstreamInvoker>();
+        services.TryAddSingleton<FuncProxy.Spend.PriceTable>();
         services.TryAddSingleton<ProxyHandler>();
         services.TryAddSingleton<HealthHandler>();
         return services;

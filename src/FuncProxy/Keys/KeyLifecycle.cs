@@ -9,6 +9,9 @@ public sealed record KeyCreation
     public DateTimeOffset? ExpiresAt { get; init; }
     public KeyLimits? Limits { get; init; }
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyList<string> AllowedModels { get; init; } = [];
+    public IReadOnlyDictionary<string, string> ModelAliases { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, KeyLimits> ModelLimits { get; init; } = new Dictionary<string, KeyLimits>();
 }
 
 /// <summary>A newly minted key: the only moment its full value exists outside the client.</summary>
@@ -74,6 +77,12 @@ public sealed record KeyUpdate
     public Change<DateTimeOffset?>? ExpiresAt { get; init; }
     /// <summary>Metadata entries by name.</summary>
     public MapPatch<string>? Metadata { get; init; }
+    /// <summary>Replaces the whole model allow-list (empty: any model).</summary>
+    public IReadOnlyList<string>? AllowedModels { get; init; }
+    /// <summary>Replaces all model aliases.</summary>
+    public IReadOnlyDictionary<string, string>? ModelAliases { get; init; }
+    /// <summary>Replaces all per-model limits (an object of patterns is replaced as a whole, not merged).</summary>
+    public IReadOnlyDictionary<string, KeyLimits>? ModelLimits { get; init; }
 
     /// <summary>The names of the fields this update touches (for the audit log: names only, never values).</summary>
     public IReadOnlyList<string> FieldNames()
@@ -85,6 +94,9 @@ public sealed record KeyUpdate
         if (Limits is not null) { names.Add("limits"); }
         if (ExpiresAt is not null) { names.Add("expiresAt"); }
         if (Metadata is not null) { names.Add("metadata"); }
+        if (AllowedModels is not null) { names.Add("allowedModels"); }
+        if (ModelAliases is not null) { names.Add("modelAliases"); }
+        if (ModelLimits is not null) { names.Add("modelLimits"); }
         return names;
     }
 }
@@ -137,6 +149,9 @@ public sealed class KeyLifecycle
                 AllowedUpstreams = request.AllowedUpstreams,
                 Limits = request.Limits,
                 Metadata = request.Metadata,
+                AllowedModels = request.AllowedModels,
+                ModelAliases = request.ModelAliases,
+                ModelLimits = request.ModelLimits,
                 SecretHash = KeyHasher.Hash(drawn.Id, drawn.Secret),
             };
             if (await _store.TryAddAsync(record, cancellationToken).ConfigureAwait(false))
@@ -168,6 +183,9 @@ public sealed class KeyLifecycle
                 Limits = update.Limits is { } limits ? KeyLimits.FromOverrides(limits.ApplyTo(r.Limits?.Overrides() ?? [])) : r.Limits,
                 ExpiresAt = update.ExpiresAt is { } expires ? expires.Value : r.ExpiresAt,
                 Metadata = update.Metadata is { } metadata ? MergeMetadata(r.Metadata, metadata) : r.Metadata,
+                AllowedModels = update.AllowedModels ?? r.AllowedModels,
+                ModelAliases = update.ModelAliases ?? r.ModelAliases,
+                ModelLimits = update.ModelLimits ?? r.ModelLimits,
             };
         }, cancellationToken);
     }

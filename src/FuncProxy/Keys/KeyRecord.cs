@@ -25,7 +25,13 @@ public sealed record KeyLimits
         ("requestsPerMonth", l => l.RequestsPerMonth, (l, v) => l with { RequestsPerMonth = v }),
         ("tokensPerDay", l => l.TokensPerDay, (l, v) => l with { TokensPerDay = v }),
         ("tokensPerMonth", l => l.TokensPerMonth, (l, v) => l with { TokensPerMonth = v }),
+        // Budgets: the API and CLI show and take US dollars; here (and in storage) their values are micro-dollars.
+        ("budgetPerDayUsd", l => l.BudgetPerDayMicroUsd, (l, v) => l with { BudgetPerDayMicroUsd = v }),
+        ("budgetPerMonthUsd", l => l.BudgetPerMonthMicroUsd, (l, v) => l with { BudgetPerMonthMicroUsd = v }),
     ];
+
+    /// <summary>True for the money budgets, whose API values are US dollars and whose values here are micro-dollars.</summary>
+    public static bool IsBudget(string name) => name is "budgetPerDayUsd" or "budgetPerMonthUsd";
 
     public long? RequestsPerSecond { get; init; }
     public long? RequestsPerMinute { get; init; }
@@ -64,6 +70,12 @@ public sealed record KeyLimits
         }
         return limits;
     }
+
+    /// <summary>Daily spending limit (UTC day) in micro-dollars (1 USD = 1,000,000); the API and CLI show it in dollars.</summary>
+    public long? BudgetPerDayMicroUsd { get; init; }
+
+    /// <summary>Monthly spending limit (UTC calendar month) in micro-dollars.</summary>
+    public long? BudgetPerMonthMicroUsd { get; init; }
 }
 
 /// <summary>A client key as stored: everything but the secret, of which only a hash is kept.</summary>
@@ -83,6 +95,19 @@ public sealed record KeyRecord
     public DateTimeOffset? ExpiresAt { get; init; }
     public IReadOnlyList<string> AllowedUpstreams { get; init; } = [];
     public KeyLimits? Limits { get; init; }
+
+    /// <summary>Models (globs with <c>*</c> and <c>?</c>, case-insensitive) this key may call, after aliases apply; empty: any model.</summary>
+    public IReadOnlyList<string> AllowedModels { get; init; } = [];
+
+    /// <summary>A client's model name (case-insensitive) and the model sent upstream in its place.</summary>
+    public IReadOnlyDictionary<string, string> ModelAliases { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>
+    /// Limits for calls to the models matching a glob (the longest matching pattern applies), on top of <see cref="Limits"/>;
+    /// every model the pattern matches shares its counters. No configured defaults apply here.
+    /// </summary>
+    public IReadOnlyDictionary<string, KeyLimits> ModelLimits { get; init; } = new Dictionary<string, KeyLimits>();
+
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
 
     /// <summary>SHA-256 of the current secret (see <see cref="KeyHasher"/>).</summary>
@@ -97,6 +122,22 @@ public sealed record KeyRecord
 
     public bool AllowsUpstream(string upstream) =>
         AllowedUpstreams.Any(u => u == AnyUpstream || string.Equals(u, upstream, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>The model sent upstream for what the client asked: its alias target, or the name itself.</summary>
+    public string ResolveModel(string model)
+    {
+        foreach (var (from, to) in ModelAliases)
+        {
+            if (string.Equals(from, model, StringComparison.OrdinalIgnoreCase))
+            {
+                return to;
+            }
+        }
+        return model;
+    }
+
+    /// <summary>True when the allow-list is empty or a pattern on it matches <paramref name="model"/> (the model sent, after aliases).</summary>
+    public bool AllowsModel(string model) => AllowedModels.Count == 0 || AllowedModels.Any(p => ModelPattern.Matches(p, model));
 
     /// <summary>True when a request at <paramref name="now"/> may use this key at all (status and expiry).</summary>
     public bool IsUsableAt(DateTimeOffset now) => Status == KeyStatus.Active && (ExpiresAt is null || now < ExpiresAt);

@@ -126,6 +126,9 @@ public sealed class KeyStore
         ["AllowedUpstreams"] = string.Join(',', r.AllowedUpstreams),
         ["Limits"] = r.Limits is null ? null : JsonSerializer.Serialize(r.Limits, Json),
         ["Metadata"] = JsonSerializer.Serialize(r.Metadata, Json),
+        ["AllowedModels"] = r.AllowedModels.Count == 0 ? null : JsonSerializer.Serialize(r.AllowedModels, Json),
+        ["ModelAliases"] = r.ModelAliases.Count == 0 ? null : JsonSerializer.Serialize(r.ModelAliases, Json),
+        ["ModelLimits"] = r.ModelLimits.Count == 0 ? null : JsonSerializer.Serialize(r.ModelLimits, Json),
         ["SecretHash"] = r.SecretHash,
         ["PreviousSecretHash"] = r.PreviousSecretHash,
         ["PreviousSecretExpiresAt"] = r.PreviousSecretExpiresAt,
@@ -136,6 +139,9 @@ public sealed class KeyStore
         var limits = e.GetString("Limits");
         var metadata = e.GetString("Metadata");
         var upstreams = e.GetString("AllowedUpstreams");
+        var models = e.GetString("AllowedModels");
+        var aliases = e.GetString("ModelAliases");
+        var modelLimits = e.GetString("ModelLimits");
         return new KeyRecord
         {
             Id = e.PartitionKey,
@@ -147,6 +153,11 @@ public sealed class KeyStore
             AllowedUpstreams = string.IsNullOrEmpty(upstreams) ? [] : upstreams.Split(','),
             Limits = string.IsNullOrEmpty(limits) ? null : JsonSerializer.Deserialize<KeyLimits>(limits, Json),
             Metadata = string.IsNullOrEmpty(metadata) ? new Dictionary<string, string>() : JsonSerializer.Deserialize<Dictionary<string, string>>(metadata, Json) ?? [],
+            AllowedModels = string.IsNullOrEmpty(models) ? [] : JsonSerializer.Deserialize<List<string>>(models, Json) ?? [],
+            ModelAliases = string.IsNullOrEmpty(aliases) ? new Dictionary<string, string>()
+                : new Dictionary<string, string>(JsonSerializer.Deserialize<Dictionary<string, string>>(aliases, Json) ?? [], StringComparer.OrdinalIgnoreCase),
+            ModelLimits = string.IsNullOrEmpty(modelLimits) ? new Dictionary<string, KeyLimits>()
+                : JsonSerializer.Deserialize<Dictionary<string, KeyLimits>>(modelLimits, Json) ?? [],
             SecretHash = e.GetBinary("SecretHash") ?? [],
             PreviousSecretHash = e.GetBinary("PreviousSecretHash"),
             PreviousSecretExpiresAt = e.GetDateTimeOffset("PreviousSecretExpiresAt"),

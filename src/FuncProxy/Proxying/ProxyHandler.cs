@@ -7,6 +7,7 @@ using FuncProxy.Telemetry;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace FuncProxy.Proxying;
@@ -28,6 +29,10 @@ public sealed partial class ProxyHandler
     private readonly ILogger _logger;
     private readonly ClientAddress _clientAddress;
     private readonly FailureLockout _keyLockout;
+    private readonly Spend.PriceTable _prices;
+    private readonly IOptionsMonitor<FuncProxyOptions> _options;
+    // Each unpriced (upstream, model) is logged once per instance; the metric counts every call.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Upstream, string Model), byte> _unpricedLogged = new();
 
     public ProxyHandler(
         UpstreamCatalog catalog,
@@ -40,8 +45,14 @@ public sealed partial class ProxyHandler
         UsageMeter meter,
         ILogger<ProxyHandler> logger,
         ClientAddress clientAddress,
-        ClientKeyLockout keyLockout)
+        ClientKeyLockout keyLockout,
+        Spend.PriceTable prices,
+        IOptionsMonitor<FuncProxyOptions> options)
     {
+        ArgumentNullException.ThrowIfNull(prices);
+        ArgumentNullException.ThrowIfNull(options);
+        _prices = prices;
+        _options = options;
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentNullException.ThrowIfNull(authenticator);
         ArgumentNullException.ThrowIfNull(secrets);
@@ -182,28 +193,84 @@ public sealed partial class ProxyHandler
             return "request_too_large";
         }
 
-        // The body limit goes on before anything reads the body (the limiter may read its start to estimate tokens).
+        // The body limit goes on before anything reads the body (the start of a JSON body is read ahead for its model and limits).
         var body = LimitBody(context, route);
-
-        // 4. Limit: the key's policies admit the call, reserving its expected tokens, or answer 429 themselves.
-        Admission? admission;
+        var options = _options.CurrentValue;
+        CallBody call;
         try
         {
-            admission = await _limiter.AdmitAsync(context, key, route).ConfigureAwait(false);
+            call = body is null ? CallBody.Empty
+                : await CallBody.ReadAsync(context.Request, options.Limits.TokenEstimatePeekBytes, context.RequestAborted).ConfigureAwait(false);
         }
         catch (RequestBodyTooLargeException)
         {
             await BodyTooLargeAsync(context, route).ConfigureAwait(false);
             return "request_too_large";
         }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            return "client_gone";
+        }
+        catch (Exception e) when (e is IOException or BadHttpRequestException)
+        {
+            await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "request_body_error", "Bad Request",
+                "The request body could not be read.").ConfigureAwait(false);
+            return "request_body_error";
+        }
+
+        // 4. Models: the key's aliases, then its allow-list, apply to the model the call names (JSON 'model', else an Azure deployment).
+        if (call.ModelInvalid)
+        {
+            await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "invalid_model", "Bad Request",
+                $"The 'model' field must be a string of 1-{CallBody.MaxModelLength} characters without control characters.").ConfigureAwait(false);
+            return "invalid_model";
+        }
+        var requested = call.Model ?? AzureDeployment(path);
+        var model = requested is null ? null : key.ResolveModel(requested);
+        if (model is null ? key.AllowedModels.Count > 0 && call.HasBody : !key.AllowsModel(model))
+        {
+            Log.ModelForbidden(_logger, key.Id, model ?? "(none)", route.Name);
+            await Problem.WriteAsync(context, StatusCodes.Status403Forbidden, "model_not_allowed", "Forbidden",
+                model is null
+                    ? "This API key may call only some models, and the gateway cannot tell which model this call uses."
+                    : $"This API key may not call model '{requested}'.",
+                new Dictionary<string, object?> { ["model"] = requested }).ConfigureAwait(false);
+            return "model_not_allowed";
+        }
+        var addUsage = options.Spend.IncludeStreamUsage && call.Stream && call.IncludeUsage != true && IsChatCompletions(path) && call.CanAddIncludeUsage;
+        var alias = call.Model is not null && !string.Equals(model, call.Model, StringComparison.Ordinal) ? model : null;
+        if ((alias is not null || addUsage) && !call.Rewrite(context.Request, alias, addUsage))
+        {
+            addUsage = false;
+        }
+        var price = _prices.Find(route.Name, model);
+        if (price is null && call.HasBody)
+        {
+            _metrics.Unpriced(route.Name, model);
+            if (_unpricedLogged.Count < 1000 && _unpricedLogged.TryAdd((route.Name, model ?? ""), 0))
+            {
+                Log.UnpricedModel(_logger, model ?? "(none)", route.Name);
+            }
+        }
+
+        // 5. Limit: the key's policies (and its per-model ones) admit the call, reserving its expected tokens and its most
+        // expensive cost, or answer 429 themselves.
+        var admission = await _limiter.AdmitAsync(context, key, route, call, model, price).ConfigureAwait(false);
         if (admission is null)
         {
-            return context.Response.StatusCode == StatusCodes.Status503ServiceUnavailable ? "rate_limiter_unavailable" : "rate_limited";
+            return context.Response.StatusCode switch
+            {
+                StatusCodes.Status503ServiceUnavailable => "rate_limiter_unavailable",
+                StatusCodes.Status403Forbidden => "model_not_priced",
+                StatusCodes.Status413PayloadTooLarge => "tokens_exceed_limit",
+                _ => RequestLimiter.RefusalCode(context) ?? "rate_limited",
+            };
         }
 
         // 7. Meter (set up now, done when the response has ended): usage is read as the response streams, settles the
-        // token reservation and is counted in the usage table.
-        using var metering = _meter.Begin(context, key, route.Name, admission);
+        // reservations and is counted in the usage table.
+        var genAi = GenAiCall.For(model, path, route.BaseUrl, activity);
+        using var metering = _meter.Begin(context, key, route.Name, admission, model, price, stripUsageChunk: addUsage, genAi, _metrics);
 
         // 5. Secret.
         CachedSecret? secret = null;
@@ -236,8 +303,27 @@ public sealed partial class ProxyHandler
 
         // 6. Forward.
         metering.Forwarding();
-        return await ForwardAsync(context, route, target, key, secret, body).ConfigureAwait(false);
+        var outcome = await ForwardAsync(context, route, target, key, secret, body).ConfigureAwait(false);
+        await metering.CompleteAsync().ConfigureAwait(false);
+        return outcome;
     }
+
+    /// <summary>The deployment of an Azure OpenAI path (<c>openai/deployments/{deployment}/...</c>), which names the model there.</summary>
+    internal static string? AzureDeployment(string? path)
+    {
+        const string Prefix = "openai/deployments/";
+        if (path is null || !path.StartsWith(Prefix, StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+        var rest = path.AsSpan(Prefix.Length);
+        var end = rest.IndexOf('/');
+        var deployment = (end < 0 ? rest : rest[..end]).ToString();
+        return ModelPattern.IsValid(deployment) ? deployment : null;
+    }
+
+    private static bool IsChatCompletions(string? path) =>
+        path is not null && path.TrimEnd('/').EndsWith("chat/completions", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
     /// Holds the request body to the upstream's limit, the same in both hosts, and lifts the server's own default (about
@@ -391,6 +477,12 @@ public sealed partial class ProxyHandler
 
         [LoggerMessage(EventId = 4101, Level = LogLevel.Warning, Message = "Locked out {ClientIp} after repeated refused client keys.")]
         public static partial void ClientLockedOut(ILogger logger, string clientIp);
+
+        [LoggerMessage(EventId = 2011, Level = LogLevel.Information, Message = "Key {KeyId} may not call model {Model} on upstream {Upstream}.")]
+        public static partial void ModelForbidden(ILogger logger, string keyId, string model, string upstream);
+
+        [LoggerMessage(EventId = 2012, Level = LogLevel.Warning, Message = "Model {Model} on upstream {Upstream} has no price: its calls are metered at no cost (set FuncProxy:Upstreams:{Upstream}:Prices).")]
+        public static partial void UnpricedModel(ILogger logger, string model, string upstream);
 
         [LoggerMessage(EventId = 2010, Level = LogLevel.Error, Message = "Key store unavailable while authenticating a call to upstream {Upstream}.")]
         public static partial void KeyStoreUnavailable(ILogger logger, string upstream);

@@ -11,11 +11,16 @@ using Microsoft.Extensions.Options;
 
 namespace FuncProxy.Proxying;
 
-/// <summary>One call's usage, as recorded off the request path.</summary>
-internal readonly record struct UsageRecord(string KeyId, string Upstream, DateTimeOffset At, TokenUsage Usage);
+/// <summary>One call's usage, as recorded off the request path: the model sent (null: none named) and its cost in micro-dollars.</summary>
+internal readonly record struct UsageRecord(string KeyId, string Upstream, DateTimeOffset At, TokenUsage Usage, string? Model = null, long CostMicroUsd = 0);
 
-/// <summary>A key's metered use in one hour on one upstream, summed over the instances that served it.</summary>
-public sealed record UsageRow(DateTimeOffset Hour, string Upstream, long Requests, long InputTokens, long OutputTokens, long RequestsWithoutUsage);
+/// <summary>
+/// A key's metered use in one hour on one upstream and model ("" when the calls named none), summed over the instances that
+/// served it. <see cref="CostMicroUsd"/>: what the calls cost at the configured prices (a call without reported usage
+/// counts what its budget reservation charged).
+/// </summary>
+public sealed record UsageRow(DateTimeOffset Hour, string Upstream, long Requests, long InputTokens, long OutputTokens, long RequestsWithoutUsage,
+    string Model = "", long CachedInputTokens = 0, long CostMicroUsd = 0);
 
 /// <summary>Reads a key's metered use; the management API and the CLI report it, <see cref="UsageMeter"/> writes and reads it.</summary>
 public interface IUsageReader
@@ -25,10 +30,11 @@ public interface IUsageReader
 }
 
 /// <summary>
-/// Step 7 of the request path: reads each call's token usage from the response as it streams, settles the token
-/// reservation with it, and meters it into the <c>usage</c> table per key, hour and upstream. The request path only
+/// Step 7 of the request path: reads each call's token usage from the response as it streams, settles the token and
+/// money reservations with it, and meters it into the <c>usage</c> table per key, hour, upstream and model. The request path only
 /// writes to a channel; a background loop adds up and flushes every <see cref="LimitOptions.UsageFlushInterval"/> and
-/// on shutdown. Each instance writes its own rows (PartitionKey = key id, RowKey = <c>{yyyyMMddHH}|{upstream}|{instance}</c>)
+/// on shutdown. Each instance writes its own rows (PartitionKey = key id, RowKey =
+/// <c>{yyyyMMddHH}|{upstream}|{model, key-safe}|{instance}</c>; rows written before models were metered lack the model part)
 /// with cumulative totals, so writes never conflict and need no read; a key's usage is the sum over instances
 /// (<see cref="ReadAsync"/>). Rows of one key go in table transactions of up to 100.
 /// </summary>
@@ -43,7 +49,7 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
     private readonly ILogger _logger;
     private readonly Channel<UsageRecord> _channel = Channel.CreateBounded<UsageRecord>(
         new BoundedChannelOptions(MaxPending) { SingleReader = true, FullMode = BoundedChannelFullMode.DropWrite });
-    private readonly Dictionary<(string KeyId, string Hour, string Upstream), Row> _rows = [];
+    private readonly Dictionary<(string KeyId, string Hour, string Upstream, string Model), Row> _rows = [];
     private readonly SemaphoreSlim _flushing = new(1, 1);
     private readonly string _instance = Guid.NewGuid().ToString("N")[..12];
     private long _dropped;
@@ -61,14 +67,27 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
     }
 
     /// <summary>Starts metering a call: from here on the response body is read for usage as it streams.</summary>
-    public Metering Begin(HttpContext context, KeyRecord key, string upstream, Admission admission)
+    public Metering Begin(HttpContext context, KeyRecord key, string upstream, Admission admission) =>
+        Begin(context, key, upstream, admission, null, null, stripUsageChunk: false, null, null);
+
+    /// <summary>
+    /// Starts metering a call to <paramref name="model"/> (the model sent; null: none named) priced at <paramref name="price"/>
+    /// (null: unpriced). With <paramref name="stripUsageChunk"/> the final usage-only chunk of a chat completions stream is
+    /// kept from the client (it did not ask for it; the gateway did).
+    /// </summary>
+    internal Metering Begin(HttpContext context, KeyRecord key, string upstream, Admission admission, string? model, Spend.ModelPrice? price, bool stripUsageChunk,
+        Telemetry.GenAiCall? genAi, Telemetry.FuncProxyMetrics? metrics)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(key);
         ArgumentNullException.ThrowIfNull(admission);
-        var reader = new UsageReadingStream(context.Response.Body, context.Response);
+        var reader = new UsageReadingStream(context.Response.Body, context.Response, stripUsageChunk);
         context.Response.Body = reader;
-        return new Metering(this, context, key.Id, upstream, admission, reader, _time.GetUtcNow());
+        return new Metering(this, context, key.Id, upstream, admission, reader, _time.GetUtcNow(), model, price)
+        {
+            GenAi = genAi,
+            Metrics = metrics,
+        };
     }
 
     internal void Record(UsageRecord record)
@@ -88,7 +107,7 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
             while (_channel.Reader.TryRead(out var r))
             {
                 var hour = new DateTimeOffset(r.At.Year, r.At.Month, r.At.Day, r.At.Hour, 0, 0, TimeSpan.Zero);
-                var id = (r.KeyId, hour.ToString(HourFormat, CultureInfo.InvariantCulture), r.Upstream);
+                var id = (r.KeyId, hour.ToString(HourFormat, CultureInfo.InvariantCulture), r.Upstream, r.Model ?? "");
                 if (!_rows.TryGetValue(id, out var row))
                 {
                     _rows[id] = row = new Row(hour);
@@ -96,6 +115,8 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
                 row.Requests++;
                 row.InputTokens += r.Usage.InputTokens ?? 0;
                 row.OutputTokens += r.Usage.OutputTokens ?? 0;
+                row.CachedInputTokens += r.Usage.CachedInputTokens ?? 0;
+                row.CostMicroUsd += r.CostMicroUsd;
                 row.WithoutUsage += r.Usage.IsKnown ? 0 : 1;
                 row.Dirty = true;
             }
@@ -104,9 +125,13 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
             {
                 foreach (var batch in partition.Chunk(100))
                 {
-                    var actions = batch.Select(r => new TableTransactionAction(TableTransactionActionType.UpsertReplace, new TableEntity(r.Key.KeyId, $"{r.Key.Hour}|{r.Key.Upstream}|{_instance}")
+                    var actions = batch.Select(r => new TableTransactionAction(TableTransactionActionType.UpsertReplace, new TableEntity(r.Key.KeyId,
+                        $"{r.Key.Hour}|{r.Key.Upstream}|{Keys.ModelPattern.KeySafe(r.Key.Model)}|{_instance}")
                     {
                         ["Upstream"] = r.Key.Upstream,
+                        ["Model"] = r.Key.Model,
+                        ["CachedInputTokens"] = r.Value.CachedInputTokens,
+                        ["CostMicroUsd"] = r.Value.CostMicroUsd,
                         ["Hour"] = r.Value.Hour,
                         ["Requests"] = r.Value.Requests,
                         ["InputTokens"] = r.Value.InputTokens,
@@ -159,21 +184,24 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
         var lower = from.UtcDateTime.ToString(HourFormat, CultureInfo.InvariantCulture);
         var upper = endHour.ToString(HourFormat, CultureInfo.InvariantCulture);
         var filter = TableClient.CreateQueryFilter($"PartitionKey eq {keyId} and RowKey ge {lower} and RowKey lt {upper}");
-        var sums = new SortedDictionary<(DateTimeOffset Hour, string Upstream), UsageRow>();
+        var sums = new SortedDictionary<(DateTimeOffset Hour, string Upstream, string Model), UsageRow>();
         await foreach (var e in table.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken).ConfigureAwait(false))
         {
             if (e.GetDateTimeOffset("Hour") is not { } hour || e.GetString("Upstream") is not { } upstream)
             {
                 continue;
             }
-            var at = (hour.ToUniversalTime(), upstream);
-            var s = sums.GetValueOrDefault(at) ?? new UsageRow(at.Item1, upstream, 0, 0, 0, 0);
+            var model = e.GetString("Model") ?? "";
+            var at = (hour.ToUniversalTime(), upstream, model);
+            var s = sums.GetValueOrDefault(at) ?? new UsageRow(at.Item1, upstream, 0, 0, 0, 0, model);
             sums[at] = s with
             {
                 Requests = s.Requests + (e.GetInt64("Requests") ?? 0),
                 InputTokens = s.InputTokens + (e.GetInt64("InputTokens") ?? 0),
                 OutputTokens = s.OutputTokens + (e.GetInt64("OutputTokens") ?? 0),
                 RequestsWithoutUsage = s.RequestsWithoutUsage + (e.GetInt64("RequestsWithoutUsage") ?? 0),
+                CachedInputTokens = s.CachedInputTokens + (e.GetInt64("CachedInputTokens") ?? 0),
+                CostMicroUsd = s.CostMicroUsd + (e.GetInt64("CostMicroUsd") ?? 0),
             };
         }
         return [.. sums.Values];
@@ -225,6 +253,8 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
         public long Requests;
         public long InputTokens;
         public long OutputTokens;
+        public long CachedInputTokens;
+        public long CostMicroUsd;
         public long WithoutUsage;
         public bool Dirty;
     }
@@ -253,9 +283,19 @@ public sealed class Metering : IDisposable
     private readonly Admission _admission;
     private readonly UsageReadingStream _reader;
     private readonly DateTimeOffset _startedAt;
+    private readonly string? _model;
+    private readonly Spend.ModelPrice? _price;
+    private long _forwardedAt;
 
-    internal Metering(UsageMeter meter, HttpContext context, string keyId, string upstream, Admission admission, UsageReadingStream reader, DateTimeOffset startedAt)
+    internal Telemetry.GenAiCall? GenAi { get; init; }
+
+    internal Telemetry.FuncProxyMetrics? Metrics { get; init; }
+
+    internal Metering(UsageMeter meter, HttpContext context, string keyId, string upstream, Admission admission, UsageReadingStream reader, DateTimeOffset startedAt,
+        string? model, Spend.ModelPrice? price)
     {
+        _model = model;
+        _price = price;
         _meter = meter;
         _context = context;
         _keyId = keyId;
@@ -270,23 +310,50 @@ public sealed class Metering : IDisposable
     public TokenUsage Usage => _reader.Usage;
 
     /// <summary>The call goes to the upstream now; a call the gateway answered itself (e.g. 503 for a missing secret) is not metered.</summary>
-    public void Forwarding() => _forwarded = true;
+    public void Forwarding()
+    {
+        _forwarded = true;
+        _forwardedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+    }
+
+    /// <summary>The response has been copied: writes what the usage-chunk filter still holds (an event without its blank line).</summary>
+    public ValueTask CompleteAsync() => _reader.CompleteAsync();
+
+    /// <summary>What the call cost (micro-dollars), once it ended: from the reported usage, else the budget reservation that stands.</summary>
+    public long CostMicroUsd { get; private set; }
 
     public void Dispose()
     {
         var usage = _reader.Usage;
+        long cost;
         if (usage.IsKnown)
         {
-            _admission.SettleTokens(usage.Total);
+            cost = _price?.CostMicroUsd(usage) ?? 0;
+            _admission.Settle(usage.Total, _price is null ? null : cost);
         }
         else if (_context.Response.StatusCode >= 400)
         {
             // Refused by the gateway or the upstream: nothing was generated, so nothing is charged.
-            _admission.SettleTokens(0);
+            cost = 0;
+            _admission.Settle(0, 0);
         }
+        else
+        {
+            // Succeeded without reporting usage: the reservations stand, and the money reserved is what it cost.
+            cost = _admission.ReservedMicroUsd;
+        }
+        CostMicroUsd = cost;
         if (_forwarded)
         {
-            _meter.Record(new UsageRecord(_keyId, _upstream, _startedAt, usage));
+            _meter.Record(new UsageRecord(_keyId, _upstream, _startedAt, usage, _model, cost));
+            if (GenAi is { } call && Metrics is { } metrics)
+            {
+                var end = System.Diagnostics.Stopwatch.GetTimestamp();
+                TimeSpan? firstChunk = _reader.IsStream && _reader.FirstWriteTimestamp != 0
+                    ? System.Diagnostics.Stopwatch.GetElapsedTime(_forwardedAt, _reader.FirstWriteTimestamp) : null;
+                metrics.GenAiCompleted(call, _keyId, _upstream, usage, _reader.ResponseModel, _context.Response.StatusCode,
+                    System.Diagnostics.Stopwatch.GetElapsedTime(_forwardedAt, end), firstChunk, cost);
+            }
         }
     }
 }

@@ -3,8 +3,12 @@ using System.Text.Json;
 
 namespace FuncProxy.Proxying;
 
-/// <summary>Token usage as the upstream reported it; null fields were not reported.</summary>
-public readonly record struct TokenUsage(long? InputTokens, long? OutputTokens)
+/// <summary>
+/// Token usage as the upstream reported it; null fields were not reported. <see cref="InputTokens"/> counts every input
+/// token, including those read from (<see cref="CachedInputTokens"/>) or written to (<see cref="CacheWriteInputTokens"/>)
+/// the provider's prompt cache.
+/// </summary>
+public readonly record struct TokenUsage(long? InputTokens, long? OutputTokens, long? CachedInputTokens = null, long? CacheWriteInputTokens = null)
 {
     public bool IsKnown => InputTokens is not null || OutputTokens is not null;
 
@@ -18,6 +22,9 @@ internal abstract class UsageScanner
     protected const int MaxHeldBytes = 1024 * 1024;
 
     public TokenUsage Usage { get; protected set; }
+
+    /// <summary>The model the response names (<c>model</c>, or that of its <c>message</c>/<c>response</c>), when it names one.</summary>
+    public string? ResponseModel { get; protected set; }
 
     public abstract void Feed(ReadOnlySpan<byte> chunk);
 
@@ -43,15 +50,18 @@ internal abstract class UsageScanner
     /// Applies one <c>usage</c> object: OpenAI's <c>prompt_tokens</c>/<c>completion_tokens</c>, or the <c>input_tokens</c>/
     /// <c>output_tokens</c> of Anthropic and OpenAI Responses (plus Anthropic's cache token counts, which its input excludes).
     /// A later report replaces an earlier one field by field (Anthropic's <c>message_delta</c> carries the final output count).
+    /// Cached input: OpenAI's <c>prompt_tokens_details.cached_tokens</c> (chat) or <c>input_tokens_details.cached_tokens</c>
+    /// (Responses), Anthropic's <c>cache_read_input_tokens</c>; cache writes: Anthropic's <c>cache_creation_input_tokens</c>.
     /// </summary>
-    protected static TokenUsage Merge(TokenUsage current, long? prompt, long? input, long? cacheCreation, long? cacheRead, long? completion, long? output)
+    protected static TokenUsage Merge(TokenUsage current, long? prompt, long? input, long? cacheCreation, long? cacheRead, long? completion, long? output, long? cachedDetail = null)
     {
         long? newInput = prompt ?? input;
         if (newInput is not null && (cacheCreation is not null || cacheRead is not null))
         {
             newInput += (cacheCreation ?? 0) + (cacheRead ?? 0);
         }
-        return new TokenUsage(newInput ?? current.InputTokens, completion ?? output ?? current.OutputTokens);
+        return new TokenUsage(newInput ?? current.InputTokens, completion ?? output ?? current.OutputTokens,
+            cachedDetail ?? cacheRead ?? current.CachedInputTokens, cacheCreation ?? current.CacheWriteInputTokens);
     }
 }
 
@@ -63,9 +73,12 @@ internal sealed class JsonUsageScanner : UsageScanner
     private int _heldLength;
     private bool _failed;
     private bool _usageNext;
+    private bool _modelNext;
     private bool _inUsage;
+    private bool _detailsNext;
+    private bool _inDetails;
     private string? _field;
-    private long? _prompt, _input, _cacheCreation, _cacheRead, _completion, _output;
+    private long? _prompt, _input, _cacheCreation, _cacheRead, _completion, _output, _cachedDetail;
 
     public override void Feed(ReadOnlySpan<byte> chunk)
     {
@@ -124,6 +137,18 @@ internal sealed class JsonUsageScanner : UsageScanner
         {
             case JsonTokenType.PropertyName when reader.CurrentDepth == 1:
                 _usageNext = reader.ValueTextEquals("usage"u8);
+                _modelNext = reader.ValueTextEquals("model"u8);
+                break;
+            case JsonTokenType.String when reader.CurrentDepth == 1 && _modelNext:
+                _modelNext = false;
+                try
+                {
+                    var model = reader.GetString();
+                    ResponseModel = model is { Length: > 0 and <= 256 } ? model : null;
+                }
+                catch (InvalidOperationException)
+                {
+                }
                 break;
             case JsonTokenType.StartObject when reader.CurrentDepth == 1 && _usageNext:
                 _inUsage = true;
@@ -131,6 +156,20 @@ internal sealed class JsonUsageScanner : UsageScanner
                 break;
             case JsonTokenType.PropertyName when reader.CurrentDepth == 2 && _inUsage:
                 _field = reader.GetString();
+                _detailsNext = _field is "prompt_tokens_details" or "input_tokens_details";
+                break;
+            case JsonTokenType.StartObject when reader.CurrentDepth == 2 && _inUsage && _detailsNext:
+                _inDetails = true;
+                _detailsNext = false;
+                break;
+            case JsonTokenType.EndObject when reader.CurrentDepth == 2 && _inDetails:
+                _inDetails = false;
+                break;
+            case JsonTokenType.PropertyName when reader.CurrentDepth == 3 && _inDetails:
+                _field = reader.ValueTextEquals("cached_tokens"u8) ? "cached_tokens" : null;
+                break;
+            case JsonTokenType.Number when reader.CurrentDepth == 3 && _inDetails && _field == "cached_tokens" && reader.TryGetInt64(out var cached):
+                _cachedDetail = cached;
                 break;
             case JsonTokenType.Number when reader.CurrentDepth == 2 && _inUsage && reader.TryGetInt64(out var value):
                 switch (_field)
@@ -145,7 +184,7 @@ internal sealed class JsonUsageScanner : UsageScanner
                 break;
             case JsonTokenType.EndObject when reader.CurrentDepth == 1 && _inUsage:
                 _inUsage = false;
-                Usage = Merge(Usage, _prompt, _input, _cacheCreation, _cacheRead, _completion, _output);
+                Usage = Merge(Usage, _prompt, _input, _cacheCreation, _cacheRead, _completion, _output, _cachedDetail);
                 break;
             default:
                 if (reader.CurrentDepth <= 1 && reader.TokenType != JsonTokenType.PropertyName)
@@ -267,12 +306,18 @@ internal sealed class SseUsageScanner : UsageScanner
 
     private void Apply(JsonElement owner)
     {
+        if (owner.TryGetProperty("model", out var model) && model.ValueKind == JsonValueKind.String && model.GetString() is { Length: > 0 and <= 256 } name)
+        {
+            ResponseModel = name;
+        }
         if (!owner.TryGetProperty("usage", out var usage) || usage.ValueKind != JsonValueKind.Object)
         {
             return;
         }
+        var details = usage.TryGetProperty("prompt_tokens_details", out var d) || usage.TryGetProperty("input_tokens_details", out d) ? d : default;
         Usage = Merge(Usage, Number(usage, "prompt_tokens"), Number(usage, "input_tokens"), Number(usage, "cache_creation_input_tokens"),
-            Number(usage, "cache_read_input_tokens"), Number(usage, "completion_tokens"), Number(usage, "output_tokens"));
+            Number(usage, "cache_read_input_tokens"), Number(usage, "completion_tokens"), Number(usage, "output_tokens"),
+            details.ValueKind == JsonValueKind.Object ? Number(details, "cached_tokens") : null);
     }
 
     private static long? Number(JsonElement obj, string name) =>

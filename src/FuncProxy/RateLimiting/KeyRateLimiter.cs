@@ -7,8 +7,12 @@ using Microsoft.Extensions.Options;
 
 namespace FuncProxy.RateLimiting;
 
-/// <summary>One call to limit: whose key, and how many tokens it expects to use (0 when no token policy applies).</summary>
-public sealed record LimitRequest(KeyRecord Key, long Tokens);
+/// <summary>
+/// One call to limit: whose key, how many tokens it expects to use (0 when no token policy applies), the key's
+/// <see cref="KeyRecord.ModelLimits"/> pattern that applies to its model (null: none), and its most expensive outcome in
+/// micro-dollars (0 when no budget applies).
+/// </summary>
+public sealed record LimitRequest(KeyRecord Key, long Tokens, string? ModelPattern = null, long CostMicroUsd = 0);
 
 /// <summary>
 /// Every policy of every key on this instance, as one <see cref="PartitionedRateLimiter{TResource}"/>: the partition is the
@@ -53,6 +57,9 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
 
     public IReadOnlyList<LimitPolicy> PoliciesFor(KeyRecord key) => _policies.For(key);
 
+    /// <summary>The key's policies plus those of its per-model limits for <paramref name="modelPattern"/>.</summary>
+    public IReadOnlyList<LimitPolicy> PoliciesFor(KeyRecord key, string? modelPattern) => _policies.For(key, modelPattern);
+
     public override RateLimiterStatistics? GetStatistics(LimitRequest resource)
     {
         ArgumentNullException.ThrowIfNull(resource);
@@ -64,7 +71,7 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
     {
         ArgumentNullException.ThrowIfNull(resource);
         var decisions = new List<PolicyDecision>();
-        foreach (var policy in _policies.For(resource.Key))
+        foreach (var policy in _policies.For(resource.Key, resource.ModelPattern))
         {
             var limiter = LimiterFor(resource.Key.Id, policy);
             using var lease = (PolicyLimiter.PolicyLease)limiter.AttemptAcquire(checked((int)Amount(policy, resource, permitCount)));
@@ -80,7 +87,7 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
     protected override async ValueTask<RateLimitLease> AcquireAsyncCore(LimitRequest resource, int permitCount, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(resource);
-        var policies = _policies.For(resource.Key);
+        var policies = _policies.For(resource.Key, resource.ModelPattern);
         var decisions = new List<PolicyDecision>(policies.Count);
         foreach (var policy in policies)
         {
@@ -94,8 +101,13 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
         return new KeyLease(this, resource.Key.Id, decisions);
     }
 
-    private static long Amount(LimitPolicy policy, LimitRequest resource, int permitCount) =>
-        policy.Unit == PolicyUnit.Requests ? permitCount : permitCount == 0 ? 0 : resource.Tokens;
+    private static long Amount(LimitPolicy policy, LimitRequest resource, int permitCount) => policy.Unit switch
+    {
+        PolicyUnit.Requests => permitCount,
+        _ when permitCount == 0 => 0,
+        PolicyUnit.Tokens => resource.Tokens,
+        _ => resource.CostMicroUsd,
+    };
 
     private KeyLease Refuse(string keyId, List<PolicyDecision> decisions)
     {
@@ -191,11 +203,18 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
             return metadata is not null;
         }
 
+        /// <summary>The money reserved by each budget policy, in micro-dollars.</summary>
+        public long ReservedMicroUsd => _decisions.Where(d => d.Policy.Unit == PolicyUnit.MicroUsd && d.IsGranted).Select(d => d.Amount).DefaultIfEmpty().Max();
+
+        /// <summary>Settles the token reservation only (budgets keep their reservation). See <see cref="Settle"/>.</summary>
+        public void SettleTokens(long usedTokens) => Settle(usedTokens, null);
+
         /// <summary>
-        /// Settles the token reservation with what the call really used: unused tokens go back to this instance's lease
-        /// (they are counted in storage already), tokens beyond the reservation are charged. Once only.
+        /// Settles the reservations with what the call really used: unused units go back to this instance's lease (they are
+        /// counted in storage already), units beyond the reservation are charged. A null <paramref name="usedMicroUsd"/>
+        /// leaves budget reservations as they are (the cost is not known). Once only.
         /// </summary>
-        public void SettleTokens(long usedTokens)
+        public void Settle(long usedTokens, long? usedMicroUsd)
         {
             if (!IsAcquired || Interlocked.Exchange(ref _settled, 1) != 0)
             {
@@ -203,18 +222,27 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
             }
             foreach (var d in _decisions)
             {
-                if (d.Policy.Unit != PolicyUnit.Tokens)
+                long used;
+                if (d.Policy.Unit == PolicyUnit.Tokens)
+                {
+                    used = usedTokens;
+                }
+                else if (d.Policy.Unit == PolicyUnit.MicroUsd && usedMicroUsd is { } micros)
+                {
+                    used = micros;
+                }
+                else
                 {
                     continue;
                 }
                 var limiter = _owner.LimiterFor(_keyId, d.Policy);
-                if (usedTokens < d.Amount)
+                if (used < d.Amount)
                 {
-                    limiter.Return(d.Amount - usedTokens, d.WindowStart);
+                    limiter.Return(d.Amount - used, d.WindowStart);
                 }
                 else
                 {
-                    limiter.Charge(usedTokens - d.Amount);
+                    limiter.Charge(used - d.Amount);
                 }
             }
         }

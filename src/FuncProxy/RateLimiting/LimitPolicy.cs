@@ -8,6 +8,9 @@ public enum PolicyUnit
 {
     Requests,
     Tokens,
+
+    /// <summary>Money, in micro-dollars (1 USD = 1,000,000): reserved at the call's most expensive outcome, settled at its real cost.</summary>
+    MicroUsd,
 }
 
 /// <summary>
@@ -69,6 +72,7 @@ public sealed class PolicyWindow
 public sealed class KeyPolicies
 {
     private readonly ConditionalWeakTable<KeyRecord, LimitPolicy[]> _byRecord = new();
+    private readonly ConditionalWeakTable<KeyRecord, System.Collections.Concurrent.ConcurrentDictionary<string, LimitPolicy[]>> _byModel = new();
     private readonly Func<LimitOptions> _defaults;
 
     public KeyPolicies(Func<LimitOptions> defaults)
@@ -83,9 +87,37 @@ public sealed class KeyPolicies
         return _byRecord.GetValue(key, k => Build(k.Limits, _defaults()));
     }
 
+    /// <summary>
+    /// The key's policies plus those of its <see cref="KeyRecord.ModelLimits"/> entry for <paramref name="modelPattern"/>
+    /// (see <see cref="ModelPatternFor"/>); their names end in <c>@</c> and the pattern in <see cref="ModelPattern.KeySafe"/> form.
+    /// </summary>
+    public IReadOnlyList<LimitPolicy> For(KeyRecord key, string? modelPattern)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        var own = For(key);
+        if (modelPattern is null || !key.ModelLimits.TryGetValue(modelPattern, out var limits))
+        {
+            return own;
+        }
+        var byModel = _byModel.GetValue(key, _ => new(StringComparer.Ordinal));
+        return byModel.GetOrAdd(modelPattern, p =>
+        {
+            var suffix = "@" + ModelPattern.KeySafe(p);
+            var extra = Build(limits, new LimitOptions()).Select(x => x with { Name = x.Name + suffix });
+            return [.. own, .. extra];
+        });
+    }
+
+    /// <summary>The key's <see cref="KeyRecord.ModelLimits"/> pattern that applies to <paramref name="model"/>, or null.</summary>
+    public static string? ModelPatternFor(KeyRecord key, string? model)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        return model is null || key.ModelLimits.Count == 0 ? null : ModelPattern.BestMatch(key.ModelLimits.Keys, model);
+    }
+
     internal static LimitPolicy[] Build(KeyLimits? own, LimitOptions defaults)
     {
-        var policies = new List<LimitPolicy>(8);
+        var policies = new List<LimitPolicy>(10);
         Add(policies, "rps", PolicyUnit.Requests, own?.RequestsPerSecond, defaults.RequestsPerSecond, PolicyWindow.Second);
         Add(policies, "rpm", PolicyUnit.Requests, own?.RequestsPerMinute, defaults.RequestsPerMinute, PolicyWindow.Minute);
         Add(policies, "rph", PolicyUnit.Requests, own?.RequestsPerHour, defaults.RequestsPerHour, PolicyWindow.Hour);
@@ -94,6 +126,8 @@ public sealed class KeyPolicies
         Add(policies, "tpm", PolicyUnit.Tokens, own?.TokensPerMinute, defaults.TokensPerMinute, PolicyWindow.Minute);
         Add(policies, "tpd", PolicyUnit.Tokens, own?.TokensPerDay, defaults.TokensPerDay, PolicyWindow.Day);
         Add(policies, "tpmonth", PolicyUnit.Tokens, own?.TokensPerMonth, defaults.TokensPerMonth, PolicyWindow.Month);
+        Add(policies, "usd-day", PolicyUnit.MicroUsd, own?.BudgetPerDayMicroUsd, null, PolicyWindow.Day);
+        Add(policies, "usd-month", PolicyUnit.MicroUsd, own?.BudgetPerMonthMicroUsd, null, PolicyWindow.Month);
         return [.. policies];
     }
 

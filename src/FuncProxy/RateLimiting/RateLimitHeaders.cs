@@ -6,7 +6,9 @@ namespace FuncProxy.RateLimiting;
 /// <summary>
 /// <c>RateLimit-Policy</c> and <c>RateLimit</c> as draft-ietf-httpapi-ratelimit-headers-11 defines them (structured-field
 /// lists of policy items): <c>"rpm";q=60;w=60</c> and <c>"rpm";r=12;t=31</c>. Token policies carry the vendor parameter
-/// <c>funcproxy-unit="tokens"</c>, since the draft's quota units registry knows only requests, bytes and concurrency.
+/// <c>funcproxy-unit="tokens"</c>, since the draft's quota units registry knows only requests, bytes and concurrency; money
+/// budgets carry <c>funcproxy-unit="usd-micros"</c> (quota and remaining in micro-dollars: <c>q=5000000</c> is 5 USD).
+/// Per-model policies are named <c>{policy}@{model pattern}</c>, the pattern in a key-safe form.
 /// </summary>
 internal static class RateLimitHeaders
 {
@@ -26,6 +28,10 @@ internal static class RateLimitHeaders
             if (p.Unit == PolicyUnit.Tokens)
             {
                 s.Append(";funcproxy-unit=\"tokens\"");
+            }
+            else if (p.Unit == PolicyUnit.MicroUsd)
+            {
+                s.Append(";funcproxy-unit=\"usd-micros\"");
             }
         }
         return s.ToString();

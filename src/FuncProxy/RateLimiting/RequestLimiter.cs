@@ -18,8 +18,14 @@ public sealed class Admission
 
     public long ReservedTokens => Lease?.ReservedTokens ?? 0;
 
+    /// <summary>The money reserved by the key's budgets for this call, in micro-dollars (0 without a budget).</summary>
+    public long ReservedMicroUsd => Lease?.ReservedMicroUsd ?? 0;
+
     /// <summary>Settles the token reservation with the usage the upstream reported (see <see cref="KeyRateLimiter.KeyLease.SettleTokens"/>).</summary>
     public void SettleTokens(long usedTokens) => Lease?.SettleTokens(usedTokens);
+
+    /// <summary>Settles tokens and money (null: cost unknown, the money reservation stands). See <see cref="KeyRateLimiter.KeyLease.Settle"/>.</summary>
+    public void Settle(long usedTokens, long? usedMicroUsd) => Lease?.Settle(usedTokens, usedMicroUsd);
 }
 
 /// <summary>
@@ -44,41 +50,54 @@ public sealed partial class RequestLimiter
     }
 
     /// <summary>
-    /// The admission, or null when the call was refused (the response is written) or the client went away. A body that
-    /// crosses the upstream's limit while it is read ahead throws <see cref="RequestBodyTooLargeException"/> for the caller's 413.
+    /// The admission, or null when the call was refused (the response is written) or the client went away.
+    /// <paramref name="body"/> is the read-ahead, <paramref name="model"/> the model sent (after aliases; null: none named)
+    /// and <paramref name="price"/> its price on this upstream (null: unpriced).
     /// </summary>
-    public async ValueTask<Admission?> AdmitAsync(HttpContext context, KeyRecord key, UpstreamRoute route)
+    internal async ValueTask<Admission?> AdmitAsync(HttpContext context, KeyRecord key, UpstreamRoute route, CallBody body, string? model, Spend.ModelPrice? price)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(key);
         ArgumentNullException.ThrowIfNull(route);
-        var policies = _limiter.PoliciesFor(key);
+        ArgumentNullException.ThrowIfNull(body);
+        var pattern = KeyPolicies.ModelPatternFor(key, model);
+        var policies = _limiter.PoliciesFor(key, pattern);
         if (policies.Count == 0)
         {
             return Admission.Unlimited;
         }
+        var options = _options.CurrentValue;
+        var tokens = policies.Any(p => p.Unit == PolicyUnit.Tokens) ? TokenEstimate.For(body, options.Limits) : 0;
+        long cost = 0;
+        if (policies.Any(p => p.Unit == PolicyUnit.MicroUsd))
+        {
+            if (price is not null)
+            {
+                cost = price.MostExpensiveMicroUsd(TokenEstimate.Input(body, options.Limits), TokenEstimate.MaxOutput(body, options.Limits));
+            }
+            else if (body.HasBody && options.Spend.UnpricedModels == UnpricedModelPolicy.Refuse)
+            {
+                Log.Unpriced(_logger, key.Id, model ?? "(none)", route.Name);
+                await Problem.WriteAsync(context, StatusCodes.Status403Forbidden, "model_not_priced", "Forbidden",
+                    model is null
+                        ? "This API key has a spending budget, and the gateway cannot tell which model this call uses, so it cannot price it."
+                        : $"This API key has a spending budget, and the gateway has no price for model '{model}' on upstream '{route.Name}'.",
+                    new Dictionary<string, object?> { ["model"] = model }).ConfigureAwait(false);
+                return null;
+            }
+        }
         KeyRateLimiter.KeyLease lease;
         try
         {
-            var tokens = policies.Any(p => p.Unit == PolicyUnit.Tokens)
-                ? await TokenEstimate.ForRequestAsync(context.Request, _options.CurrentValue.Limits, context.RequestAborted).ConfigureAwait(false)
-                : 0;
             if (policies.FirstOrDefault(p => p.Unit == PolicyUnit.Tokens && tokens > p.Limit) is { } never)
             {
                 await RefuseNeverAdmissibleAsync(context, key, route, policies, never, tokens).ConfigureAwait(false);
                 return null;
             }
-            lease = (KeyRateLimiter.KeyLease)await _limiter.AcquireAsync(new LimitRequest(key, tokens), 1, context.RequestAborted).ConfigureAwait(false);
+            lease = (KeyRateLimiter.KeyLease)await _limiter.AcquireAsync(new LimitRequest(key, tokens, pattern, cost), 1, context.RequestAborted).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
-            return null;
-        }
-        catch (Exception e) when (e is (IOException or BadHttpRequestException) and not RequestBodyTooLargeException)
-        {
-            // The body could not be read ahead: the client's problem, and nothing was taken yet.
-            await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "request_body_error", "Bad Request",
-                "The request body could not be read.").ConfigureAwait(false);
             return null;
         }
 
@@ -111,8 +130,29 @@ public sealed partial class RequestLimiter
                 new Dictionary<string, object?> { ["policy"] = policy }, headers).ConfigureAwait(false);
             return null;
         }
-        var quota = lease.Refusal!.Value.Policy.IsQuota;
+        var refusing = lease.Refusal!.Value;
         Log.Refused(_logger, key.Id, policy, route.Name);
+        if (refusing.Policy.Unit == PolicyUnit.MicroUsd)
+        {
+            context.Items[RefusalItem] = "budget_exceeded";
+            var period = refusing.Policy.Window.IsCalendarMonth ? "monthly" : "daily";
+            var forModel = refusing.Policy.Name.Contains('@', StringComparison.Ordinal) ? " for this model" : "";
+            await Problem.WriteAsync(context, StatusCodes.Status429TooManyRequests, "budget_exceeded", "Too Many Requests",
+                $"This API key has spent its {period} budget{forModel} ({Usd(refusing.Policy.Limit)} USD, policy '{policy}'): "
+                + $"{Usd(refusing.Remaining)} USD is left and this call could cost up to {Usd(cost)} USD. Retry after {seconds} s.",
+                new Dictionary<string, object?>
+                {
+                    ["policy"] = policy,
+                    ["budgetUsd"] = refusing.Policy.Limit / 1_000_000m,
+                    ["remainingUsd"] = Math.Max(0, refusing.Remaining) / 1_000_000m,
+                    ["callMaxCostUsd"] = cost / 1_000_000m,
+                    ["retryAfterSeconds"] = long.Parse(seconds, CultureInfo.InvariantCulture),
+                },
+                headers).ConfigureAwait(false);
+            return null;
+        }
+        var quota = refusing.Policy.IsQuota;
+        context.Items[RefusalItem] = quota ? "quota_exceeded" : "rate_limited";
         await Problem.WriteAsync(context, StatusCodes.Status429TooManyRequests, quota ? "quota_exceeded" : "rate_limited", "Too Many Requests",
             $"This API key has reached its '{policy}' limit. Retry after {seconds} s.",
             new Dictionary<string, object?> { ["policy"] = policy, ["retryAfterSeconds"] = long.Parse(seconds, CultureInfo.InvariantCulture) },
@@ -135,10 +175,24 @@ public sealed partial class RequestLimiter
             [new(RateLimitHeaders.Policy, RateLimitHeaders.FormatPolicies(policies, _limiter.Clock.UtcNow))]).ConfigureAwait(false);
     }
 
+    private const string RefusalItem = "funcproxy.limit_refusal";
+
+    /// <summary>The problem code of the limiter's refusal of this call (<c>rate_limited</c>, <c>quota_exceeded</c>, <c>budget_exceeded</c>...), if it refused.</summary>
+    public static string? RefusalCode(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return context.Items.TryGetValue(RefusalItem, out var code) ? code as string : null;
+    }
+
+    private static string Usd(long microUsd) => (microUsd / 1_000_000m).ToString("0.00####", CultureInfo.InvariantCulture);
+
     private static partial class Log
     {
         [LoggerMessage(EventId = 3012, Level = LogLevel.Information, Message = "Key {KeyId} refused with 413: the call reserves {Tokens} tokens, more than policy {Policy} allows per window ({Limit}), on upstream {Upstream}.")]
         public static partial void NeverAdmissible(ILogger logger, string keyId, string policy, long tokens, long limit, string upstream);
+
+        [LoggerMessage(EventId = 3013, Level = LogLevel.Information, Message = "Key {KeyId} has a budget and model {Model} on upstream {Upstream} has no price: refused.")]
+        public static partial void Unpriced(ILogger logger, string keyId, string model, string upstream);
 
         [LoggerMessage(EventId = 3010, Level = LogLevel.Information, Message = "Key {KeyId} refused by policy {Policy} on upstream {Upstream}.")]
         public static partial void Refused(ILogger logger, string keyId, string policy, string upstream);

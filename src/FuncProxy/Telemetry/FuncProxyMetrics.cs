@@ -21,6 +21,11 @@ public sealed class FuncProxyMetrics
     private readonly Counter<long> _keyCacheMisses;
     private readonly Counter<long> _secretCacheHits;
     private readonly Counter<long> _secretCacheMisses;
+    private readonly Counter<long> _unpriced;
+    private readonly Counter<double> _cost;
+    private readonly Histogram<long> _tokenUsage;
+    private readonly Histogram<double> _operationDuration;
+    private readonly Histogram<double> _timeToFirstChunk;
 
     public FuncProxyMetrics(IMeterFactory meterFactory)
     {
@@ -33,6 +38,15 @@ public sealed class FuncProxyMetrics
         _keyCacheMisses = Meter.CreateCounter<long>("funcproxy.key_cache.misses", "{lookup}", "Key record lookups that waited for storage.");
         _secretCacheHits = Meter.CreateCounter<long>("funcproxy.secret_cache.hits", "{lookup}", "Secret lookups answered from memory.");
         _secretCacheMisses = Meter.CreateCounter<long>("funcproxy.secret_cache.misses", "{lookup}", "Secret lookups that waited for the secret source.");
+        _unpriced = Meter.CreateCounter<long>("funcproxy.spend.unpriced", "{request}", "Calls with a body to a model the price table does not know, by upstream and model.");
+        _cost = Meter.CreateCounter<double>("funcproxy.spend.cost", "USD", "What calls cost at the configured prices, by key, upstream and model.");
+        // GenAI client metrics of OpenTelemetry semantic-conventions v1.41.0, with the bucket boundaries it advises.
+        _tokenUsage = Meter.CreateHistogram<long>("gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.",
+            advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864] });
+        var seconds = new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92] };
+        _operationDuration = Meter.CreateHistogram<double>("gen_ai.client.operation.duration", "s", "GenAI operation duration.", advice: seconds);
+        _timeToFirstChunk = Meter.CreateHistogram<double>("gen_ai.client.operation.time_to_first_chunk", "s",
+            "Time to receive the first chunk of a streamed response, from when the gateway forwarded the request.", advice: seconds);
     }
 
     public Meter Meter { get; }
@@ -54,6 +68,62 @@ public sealed class FuncProxyMetrics
 
     public void UpstreamDuration(string upstream, int? status, TimeSpan elapsed) =>
         _upstreamDuration.Record(elapsed.TotalSeconds, new TagList { { "funcproxy.upstream", upstream }, { "http.response.status_code", status ?? 0 } });
+
+    /// <summary>A call to a model without a price (<paramref name="model"/> null: the call named none the gateway could read).</summary>
+    public void Unpriced(string upstream, string? model) =>
+        _unpriced.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "gen_ai.request.model", model ?? "" } });
+
+    /// <summary>
+    /// One model call's GenAI metrics and span attributes: duration, token usage by <c>gen_ai.token.type</c> (when reported),
+    /// time to first chunk (streams only), <c>gen_ai.response.model</c> when the response named one, <c>error.type</c> (the
+    /// HTTP status) on failure; and FuncProxy's cost counter.
+    /// </summary>
+    internal void GenAiCompleted(GenAiCall call, string keyId, string upstream, Proxying.TokenUsage usage, string? responseModel,
+        int status, TimeSpan duration, TimeSpan? timeToFirstChunk, long costMicroUsd)
+    {
+        var tags = new TagList
+        {
+            { "gen_ai.operation.name", call.Operation },
+            { "gen_ai.provider.name", call.Provider },
+            { "gen_ai.request.model", call.RequestModel },
+        };
+        if (responseModel is not null)
+        {
+            tags.Add("gen_ai.response.model", responseModel);
+        }
+        if (status >= 400)
+        {
+            tags.Add("error.type", status.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+        _operationDuration.Record(duration.TotalSeconds, tags);
+        if (timeToFirstChunk is { } first)
+        {
+            _timeToFirstChunk.Record(first.TotalSeconds, tags);
+        }
+        if (usage.InputTokens is { } input)
+        {
+            var t = tags;
+            t.Add("gen_ai.token.type", "input");
+            _tokenUsage.Record(input, t);
+        }
+        if (usage.OutputTokens is { } output)
+        {
+            var t = tags;
+            t.Add("gen_ai.token.type", "output");
+            _tokenUsage.Record(output, t);
+        }
+        if (costMicroUsd > 0)
+        {
+            _cost.Add(costMicroUsd / 1_000_000.0, new TagList { { "funcproxy.key_id", keyId }, { "funcproxy.upstream", upstream }, { "gen_ai.request.model", call.RequestModel } });
+        }
+        if (call.Activity is { } activity)
+        {
+            activity.SetTag("gen_ai.response.model", responseModel);
+            activity.SetTag("gen_ai.usage.input_tokens", usage.InputTokens);
+            activity.SetTag("gen_ai.usage.output_tokens", usage.OutputTokens);
+            activity.SetTag("funcproxy.cost_usd", costMicroUsd / 1_000_000.0);
+        }
+    }
 
     public void KeyCache(bool hit) => (hit ? _keyCacheHits : _keyCacheMisses).Add(1);
 

@@ -14,14 +14,18 @@ using Microsoft.Extensions.Logging;
 namespace FuncProxy.Tests.Infrastructure;
 
 /// <summary>
-/// A real HTTP server on loopback that answers as the providers do: OpenAI chat completions and Anthropic messages, JSON
-/// and server-sent events, with usage. It also echoes requests, hangs, streams until cancelled and fails on demand, and
+/// A real HTTP server on loopback that answers as the providers do: OpenAI chat completions and Responses and Anthropic
+/// messages, JSON and server-sent events, with usage as they report it (cached prompt tokens included; a chat completions
+/// stream reports usage only when <c>stream_options.include_usage</c> asks). It also echoes requests, hangs, streams until cancelled and fails on demand, and
 /// records every request it receives so tests can check what crossed the gateway. Shared by the tests and the benchmarks.
 /// </summary>
 public sealed class UpstreamStub : IAsyncDisposable
 {
     public const int PromptTokens = 12;
     public const int CompletionTokens = 5;
+
+    /// <summary>Of <see cref="PromptTokens"/>, how many the provider reports as read from its prompt cache.</summary>
+    public const int CachedTokens = 4;
 
     private readonly WebApplication _app;
 
@@ -91,6 +95,7 @@ public sealed class UpstreamStub : IAsyncDisposable
         });
         app.MapPost("/v1/chat/completions", (HttpContext c) => stub!.ChatCompletionsAsync(c));
         app.MapPost("/v1/messages", (HttpContext c) => stub!.MessagesAsync(c));
+        app.MapPost("/v1/responses", (HttpContext c) => stub!.ResponsesAsync(c));
         app.Map("/echo/{**rest}", (HttpContext c) => EchoAsync(c));
         app.Map("/hang", (HttpContext c) => stub!.HangAsync(c));
         app.Map("/stream-forever", (HttpContext c) => stub!.StreamForeverAsync(c));
@@ -119,7 +124,7 @@ public sealed class UpstreamStub : IAsyncDisposable
                 created,
                 model,
                 choices = new[] { new { index = 0, message = new { role = "assistant", content = "Hello from the stub." }, finish_reason = "stop" } },
-                usage = new { prompt_tokens = PromptTokens, completion_tokens = CompletionTokens, total_tokens = PromptTokens + CompletionTokens },
+                usage = ChatUsage(),
             });
             return;
         }
@@ -128,12 +133,17 @@ public sealed class UpstreamStub : IAsyncDisposable
         string[] words = ["Hello", " from", " the", " stub", "."];
         for (var i = 0; i < words.Length; i++)
         {
-            var chunk = new
+            var chunk = new JsonObject
             {
-                id, @object = "chat.completion.chunk", created, model,
-                choices = new[] { new { index = 0, delta = new { role = i == 0 ? "assistant" : null, content = words[i] }, finish_reason = (string?)null } },
+                ["id"] = id, ["object"] = "chat.completion.chunk", ["created"] = created, ["model"] = model,
+                ["choices"] = JsonSerializer.SerializeToNode(new[] { new { index = 0, delta = new { role = i == 0 ? "assistant" : null, content = words[i] }, finish_reason = (string?)null } }),
             };
-            await WriteEventAsync(context, null, JsonSerializer.Serialize(chunk));
+            if (includeUsage)
+            {
+                // As OpenAI does: with include_usage every chunk carries "usage": null, and one more chunk carries the usage.
+                chunk["usage"] = null;
+            }
+            await WriteEventAsync(context, null, chunk.ToJsonString());
             if (i == 0 && HoldAfterFirstEvent is { } hold)
             {
                 await hold.Task.WaitAsync(context.RequestAborted);
@@ -151,11 +161,50 @@ public sealed class UpstreamStub : IAsyncDisposable
             var usage = new
             {
                 id, @object = "chat.completion.chunk", created, model, choices = Array.Empty<object>(),
-                usage = new { prompt_tokens = PromptTokens, completion_tokens = CompletionTokens, total_tokens = PromptTokens + CompletionTokens },
+                usage = ChatUsage(),
             };
             await WriteEventAsync(context, null, JsonSerializer.Serialize(usage));
         }
         await WriteEventAsync(context, null, "[DONE]");
+    }
+
+    private static object ChatUsage() => new
+    {
+        prompt_tokens = PromptTokens, completion_tokens = CompletionTokens, total_tokens = PromptTokens + CompletionTokens,
+        prompt_tokens_details = new { cached_tokens = CachedTokens, audio_tokens = 0 },
+        completion_tokens_details = new { reasoning_tokens = 0, audio_tokens = 0, accepted_prediction_tokens = 0, rejected_prediction_tokens = 0 },
+    };
+
+    /// <summary>OpenAI Responses: <c>usage.input_tokens_details.cached_tokens</c>; streamed, usage comes in <c>response.completed</c>.</summary>
+    private async Task ResponsesAsync(HttpContext context)
+    {
+        var body = await JsonNode.ParseAsync(context.Request.Body) ?? new JsonObject();
+        var model = body["model"]?.GetValue<string>() ?? "gpt-test";
+        var stream = body["stream"]?.GetValue<bool>() == true;
+        var usage = new
+        {
+            input_tokens = PromptTokens, input_tokens_details = new { cached_tokens = CachedTokens },
+            output_tokens = CompletionTokens, output_tokens_details = new { reasoning_tokens = 0 }, total_tokens = PromptTokens + CompletionTokens,
+        };
+        var response = new
+        {
+            id = "resp_stub", @object = "response", created_at = 1_700_000_000, status = "completed", model,
+            output = new[] { new { type = "message", id = "msg_stub", status = "completed", role = "assistant", content = new[] { new { type = "output_text", text = "Hello from the stub.", annotations = Array.Empty<object>() } } } },
+            usage,
+        };
+        if (!stream)
+        {
+            await context.Response.WriteAsJsonAsync(response);
+            return;
+        }
+        context.Response.ContentType = "text/event-stream";
+        await WriteEventAsync(context, "response.created", JsonSerializer.Serialize(new { type = "response.created", response = new { id = "resp_stub", @object = "response", status = "in_progress", model, usage = (object?)null } }));
+        foreach (var word in new[] { "Hello", " from", " the", " stub", "." })
+        {
+            await WriteEventAsync(context, "response.output_text.delta", JsonSerializer.Serialize(new { type = "response.output_text.delta", item_id = "msg_stub", output_index = 0, content_index = 0, delta = word }));
+            await Task.Delay(StreamDelay, context.RequestAborted);
+        }
+        await WriteEventAsync(context, "response.completed", JsonSerializer.Serialize(new { type = "response.completed", response }));
     }
 
     private async Task MessagesAsync(HttpContext context)
@@ -171,7 +220,7 @@ public sealed class UpstreamStub : IAsyncDisposable
                 id, type = "message", role = "assistant", model,
                 content = new[] { new { type = "text", text = "Hello from the stub." } },
                 stop_reason = "end_turn", stop_sequence = (string?)null,
-                usage = new { input_tokens = PromptTokens, output_tokens = CompletionTokens },
+                usage = new { input_tokens = PromptTokens - CachedTokens, cache_creation_input_tokens = 0, cache_read_input_tokens = CachedTokens, output_tokens = CompletionTokens },
             });
             return;
         }
@@ -180,7 +229,7 @@ public sealed class UpstreamStub : IAsyncDisposable
         await WriteEventAsync(context, "message_start", JsonSerializer.Serialize(new
         {
             type = "message_start",
-            message = new { id, type = "message", role = "assistant", model, content = Array.Empty<object>(), stop_reason = (string?)null, stop_sequence = (string?)null, usage = new { input_tokens = PromptTokens, output_tokens = 1 } },
+            message = new { id, type = "message", role = "assistant", model, content = Array.Empty<object>(), stop_reason = (string?)null, stop_sequence = (string?)null, usage = new { input_tokens = PromptTokens - CachedTokens, cache_creation_input_tokens = 0, cache_read_input_tokens = CachedTokens, output_tokens = 1 } },
         }));
         await WriteEventAsync(context, "content_block_start", """{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}""");
         foreach (var word in new[] { "Hello", " from", " the", " stub", "." })

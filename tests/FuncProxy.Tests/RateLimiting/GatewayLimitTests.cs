@@ -183,11 +183,12 @@ public sealed partial class GatewayLimitTests : IAsyncLifetime
         var hour = new DateTimeOffset(2030, 1, 1, 10, 0, 0, TimeSpan.Zero);
         var totals = (await meter.ReadAsync(key.Record.Id, hour, hour.AddHours(1))).ToDictionary(t => t.Upstream);
 
+        // The stream that did not ask for usage is made to report it (FuncProxy:Spend:IncludeStreamUsage, on by default).
         var openai = totals["openai"];
         Assert.Equal(3, openai.Requests);
-        Assert.Equal(2 * UpstreamStub.PromptTokens, openai.InputTokens);
-        Assert.Equal(2 * UpstreamStub.CompletionTokens, openai.OutputTokens);
-        Assert.Equal(1, openai.RequestsWithoutUsage);
+        Assert.Equal(3 * UpstreamStub.PromptTokens, openai.InputTokens);
+        Assert.Equal(3 * UpstreamStub.CompletionTokens, openai.OutputTokens);
+        Assert.Equal(0, openai.RequestsWithoutUsage);
         var anthropic = totals["anthropic"];
         Assert.Equal(2, anthropic.Requests);
         Assert.Equal(2 * UpstreamStub.PromptTokens, anthropic.InputTokens);

@@ -22,9 +22,9 @@ public sealed class UsageScannerTests
     public void Json_usage_is_read_whatever_the_chunking(int chunk)
     {
         const string OpenAi = """{"id":"x","choices":[{"message":{"content":"a \"usage\" word","usage":{"prompt_tokens":999}}}],"usage":{"prompt_tokens":11,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":2}}}""";
-        Assert.Equal(new TokenUsage(11, 4), Scan(new JsonUsageScanner(), OpenAi, chunk));
+        Assert.Equal(new TokenUsage(11, 4, CachedInputTokens: 2), Scan(new JsonUsageScanner(), OpenAi, chunk));
         const string Anthropic = """{"type":"message","usage":{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":3}}""";
-        Assert.Equal(new TokenUsage(15, 3), Scan(new JsonUsageScanner(), Anthropic, chunk));
+        Assert.Equal(new TokenUsage(15, 3, CachedInputTokens: 5), Scan(new JsonUsageScanner(), Anthropic, chunk));
     }
 
     [Theory]
