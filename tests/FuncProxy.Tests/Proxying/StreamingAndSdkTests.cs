@@ -215,7 +215,7 @@ public sealed class StreamingAndSdkTests(GatewayFixture fixture) : IClassFixture
         }
         // Metering is recorded when the response has ended, just after the client has read it.
         IReadOnlyList<FuncProxy.Proxying.UsageRow> rows = [];
-        var waited = Stopwatch.StartNew();
+        var waited = System.Diagnostics.Stopwatch.StartNew();
         while (waited.Elapsed < TimeSpan.FromSeconds(30) && rows.Sum(r => r.Requests) < 2)
         {
             await meter.FlushAsync();
