@@ -227,10 +227,11 @@ public sealed partial class ServerProcessTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task The_provider_stub_stops_on_SIGTERM_as_on_SIGINT()
+    public async Task The_provider_stub_stops_on_SIGTERM()
     {
+        // SIGTERM only: a process started by the test runner may inherit SIGINT as ignored, so Ctrl+C is checked by hand.
         Assert.True(File.Exists(ServerProcess.StubDll), ServerProcess.StubDll + " is built with the tests");
-        foreach (var signal in new[] { "TERM", "INT" })
+        foreach (var signal in new[] { "TERM" })
         {
             var port = AzuriteProcess.FreePort();
             await using var stub = ChildProcess.Start("stub", "dotnet", [ServerProcess.StubDll, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture)], workingDirectory: ServerProcess.NewDirectory());
