@@ -34,6 +34,15 @@ public static class StubMode
             return 2;
         }
 
+        // Signals first: a SIGTERM that arrives while the stub starts must stop it too.
+        using var stop = new CancellationTokenSource();
+        void Stop(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        }
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
         UpstreamStub stub;
         try
         {
@@ -46,14 +55,6 @@ public static class StubMode
         }
         await using (stub)
         {
-            using var stop = new CancellationTokenSource();
-            void Stop(PosixSignalContext context)
-            {
-                context.Cancel = true;
-                stop.Cancel();
-            }
-            using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-            using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
             Console.WriteLine($"Provider stub on {stub.BaseAddress} answers {UpstreamStub.Routes}. Ctrl+C or SIGTERM stops it.");
             try
             {

@@ -235,7 +235,7 @@ public sealed partial class ServerProcessTests : IAsyncLifetime
         {
             var port = AzuriteProcess.FreePort();
             await using var stub = ChildProcess.Start("stub", "dotnet", [ServerProcess.StubDll, "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture)], workingDirectory: ServerProcess.NewDirectory());
-            await stub.WaitForPortAsync(port, Generous);
+            Assert.True(await stub.WaitForOutputAsync("stops it.", Generous), stub.Output);
             await stub.SignalAsync(signal);
             Assert.True(await stub.WaitForExitAsync(Generous), $"SIG{signal} stops the stub:\n{stub.Output}");
             Assert.Equal(0, stub.ExitCode);
