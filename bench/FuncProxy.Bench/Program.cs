@@ -20,8 +20,9 @@ static int Usage()
           gateway [--concurrency 32] [--seconds 5] [--rounds 3]
               the provider stub directly vs a bare YARP forwarder vs FuncProxy.Server (auth + secret + forward)
           stub [--port 8089]
-              runs the provider stub (OpenAI chat completions and Anthropic messages, JSON and SSE) until Ctrl+C,
-              for trying the gateway without a provider account
+              runs the provider stub (OpenAI chat completions, Responses, embeddings, models; Anthropic messages;
+              JSON and SSE) until Ctrl+C or SIGTERM, for trying the gateway without a provider account (the same
+              stub starts faster from its own project: dotnet run --project bench/FuncProxy.Stub)
           limiter [--plot docs/benchmarks/limiter-accuracy.png]
               the distributed limiter on a hot key vs a naive read+ETag-write counter, and accuracy across 3 instances
           peers [--concurrency 32] [--seconds 5] [--rounds 3] [--nginx-workers auto] [--portkey-dir DIR]

@@ -9,9 +9,128 @@ public static partial class GatewayServer
     /// <summary>Where the host listens unless <c>--urls</c>, <c>ASPNETCORE_URLS</c> or <c>ASPNETCORE_HTTP_PORTS</c> say otherwise: as <c>func start</c> does.</summary>
     public const string DefaultUrl = "http://127.0.0.1:7071";
 
+    /// <summary>Exit code: the host ran and stopped cleanly (Ctrl+C, SIGTERM).</summary>
+    public const int ExitStopped = 0;
+
+    /// <summary>Exit code: something went wrong while stopping (logged in one line); metered usage may be lost.</summary>
+    public const int ExitStoppedWithError = 1;
+
+    /// <summary>Exit code: bad command line (an unknown verb or a stray argument).</summary>
+    public const int ExitUsage = 2;
+
+    /// <summary>Exit code: the host could not start: an invalid setting, or storage (the local Azurite) could not be started.</summary>
+    public const int ExitConfiguration = 3;
+
+    /// <summary>Exit code: the host could not listen on its address (in use, or not allowed).</summary>
+    public const int ExitCannotListen = 5;
+
+    /// <summary>
+    /// Runs the host until Ctrl+C or SIGTERM and returns one of the documented exit codes. A start failure is one line on
+    /// standard error, never a stack trace. The Azurite it starts itself is stopped last, after the server has stopped
+    /// accepting and metered usage is written, whether the host stops or fails to start.
+    /// </summary>
+    public static async Task<int> RunAsync(string[] args, TextWriter? error = null)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        error ??= Console.Error;
+        if (StrayArgument(args) is { } stray)
+        {
+            await error.WriteLineAsync($"Unknown argument '{stray}'. The host takes settings as --name value (e.g. --urls http://127.0.0.1:8080); operator verbs are listed by --help.").ConfigureAwait(false);
+            return ExitUsage;
+        }
+        WebApplication? app = null;
+        LocalAzurite? azurite = null;
+        try
+        {
+            try
+            {
+                // The host logs a failed start with its stack trace; RunAsync says it in one line instead (a faulted
+                // background service is still logged: it is Critical).
+                app = Build(args, b => b.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical));
+                _ = app.Services.GetRequiredService<IOptions<FuncProxyOptions>>().Value;
+            }
+            catch (OptionsValidationException e)
+            {
+                await error.WriteLineAsync("FuncProxy could not start: configuration is not valid:\n  " + string.Join("\n  ", e.Failures)).ConfigureAwait(false);
+                return ExitConfiguration;
+            }
+            catch (InvalidOperationException e)
+            {
+                // Binding errors name the setting ("Failed to convert configuration value ... at 'FuncProxy:...'").
+                await error.WriteLineAsync("FuncProxy could not start: configuration is not valid: " + e.Message).ConfigureAwait(false);
+                return ExitConfiguration;
+            }
+            try
+            {
+                azurite = await LocalAzurite.EnsureRunningAsync(app.Configuration, Console.Out).ConfigureAwait(false);
+            }
+            catch (InvalidOperationException e)
+            {
+                await error.WriteLineAsync("FuncProxy could not start: " + e.Message).ConfigureAwait(false);
+                return ExitConfiguration;
+            }
+            try
+            {
+                await app.StartAsync().ConfigureAwait(false);
+            }
+            catch (IOException e)
+            {
+                // Kestrel: "Failed to bind to address http://127.0.0.1:7071: address already in use."
+                await error.WriteLineAsync($"FuncProxy could not start: {e.Message} Choose another address with --urls http://127.0.0.1:PORT (or ASPNETCORE_URLS).").ConfigureAwait(false);
+                return ExitCannotListen;
+            }
+            catch (OptionsValidationException e)
+            {
+                await error.WriteLineAsync("FuncProxy could not start: configuration is not valid:\n  " + string.Join("\n  ", e.Failures)).ConfigureAwait(false);
+                return ExitConfiguration;
+            }
+            catch (Exception e) when (e is InvalidOperationException or FormatException or UriFormatException or ArgumentException || FuncProxyTables.IsStorageFailure(e))
+            {
+                await error.WriteLineAsync("FuncProxy could not start: " + FuncProxyTables.Describe(e)).ConfigureAwait(false);
+                return ExitConfiguration;
+            }
+            try
+            {
+                await app.WaitForShutdownAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // Stopping must not crash whatever state storage or the network is in; say what happened in one line.
+                await error.WriteLineAsync("FuncProxy stopped with an error: " + FuncProxyTables.Describe(e)).ConfigureAwait(false);
+                return ExitStoppedWithError;
+            }
+            return ExitStopped;
+        }
+        finally
+        {
+            if (app is not null)
+            {
+                await app.DisposeAsync().ConfigureAwait(false);
+            }
+            // Last: the server has stopped accepting and the usage meter has flushed into it.
+            azurite?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Builds the host. With <paramref name="startLocalStorage"/>, starts the local Azurite when the settings name it and
+    /// nothing listens on its port, and stops it when the host has stopped (tests and benchmarks pass false).
+    /// </summary>
     public static async Task<WebApplication> BuildAsync(string[] args, Action<WebApplicationBuilder>? configure = null, bool startLocalStorage = true)
     {
+        var app = Build(args, configure);
+        if (startLocalStorage && await LocalAzurite.EnsureRunningAsync(app.Configuration, Console.Out).ConfigureAwait(false) is { } azurite)
+        {
+            // Stopped, not stopping: the usage meter flushes into it while the host stops.
+            app.Lifetime.ApplicationStopped.Register(azurite.Dispose);
+        }
+        return app;
+    }
+
+    private static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure)
+    {
         var builder = WebApplication.CreateBuilder(args);
+        UserSecrets.Add(builder.Configuration, builder.Environment);
         if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]) && string.IsNullOrEmpty(builder.Configuration["https_ports"]))
         {
             builder.WebHost.UseUrls(DefaultUrl);
@@ -20,21 +139,35 @@ public static partial class GatewayServer
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
         builder.Services.AddFuncProxy(builder.Configuration);
         configure?.Invoke(builder);
-
-        LocalAzurite? azurite = null;
-        if (startLocalStorage)
-        {
-            azurite = await LocalAzurite.EnsureRunningAsync(builder.Configuration, Console.Out).ConfigureAwait(false);
-        }
-
         var app = builder.Build();
         app.MapFuncProxy();
-        if (azurite is not null)
-        {
-            app.Lifetime.ApplicationStopping.Register(azurite.Dispose);
-        }
         app.Lifetime.ApplicationStarted.Register(() => PrintBanner(app));
         return app;
+    }
+
+    /// <summary>
+    /// The first argument that the configuration's command line would silently ignore: a bare word that is neither a
+    /// <c>--name value</c> pair nor <c>name=value</c> (a mistyped verb such as <c>frob</c> or <c>key list</c>).
+    /// </summary>
+    internal static string? StrayArgument(string[] args)
+    {
+        for (var i = 0; i < args.Length; i++)
+        {
+            var arg = args[i];
+            if (arg.StartsWith('-') || arg.StartsWith('/'))
+            {
+                if (!arg.Contains('=', StringComparison.Ordinal))
+                {
+                    i++;
+                }
+                continue;
+            }
+            if (!arg.Contains('=', StringComparison.Ordinal))
+            {
+                return arg;
+            }
+        }
+        return null;
     }
 
     private static void PrintBanner(WebApplication app)

@@ -5,7 +5,9 @@ namespace FuncProxy.Server;
 
 /// <summary>
 /// First-run convenience: when the storage connection is Azurite's (<c>UseDevelopmentStorage=true</c>) and nothing listens on
-/// its table port, start the Azurite pinned in package.json, and stop it again when the host stops.
+/// its table port, start the Azurite pinned in package.json, and stop it again when the host stops: after the host has
+/// stopped serving and written its usage, on a start failure too, so it is never left running. It runs in a session of its
+/// own (<c>setsid</c>, where there is one), so a Ctrl+C in the terminal reaches only the host, which stops it last.
 /// </summary>
 internal sealed class LocalAzurite : IDisposable
 {
@@ -32,29 +34,62 @@ internal sealed class LocalAzurite : IDisposable
         }
         var location = Path.Combine(root, ".azurite");
         Directory.CreateDirectory(location);
-        var start = new ProcessStartInfo("node") { WorkingDirectory = root, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // Its own session: the terminal's Ctrl+C (SIGINT to the whole foreground process group) must not stop storage
+        // before the host has written what it still holds; the host stops it last.
+        var setsid = FindOnPath("setsid");
+        var start = new ProcessStartInfo(setsid ?? "node") { WorkingDirectory = root, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (setsid is not null)
+        {
+            start.ArgumentList.Add("node");
+        }
         foreach (var a in new[] { script, "--tableHost", "127.0.0.1", "--tablePort", TablePort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--location", location, "--skipApiVersionCheck", "--silent" })
         {
             start.ArgumentList.Add(a);
         }
-        var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start node for Azurite.");
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        Process process;
+        try
+        {
+            process = Process.Start(start) ?? throw new InvalidOperationException("Could not start node for Azurite.");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException($"Could not start Azurite: {e.Message}. Is Node.js installed (see README)?", e);
+        }
+        var azurite = new LocalAzurite(process);
+        var lastLines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        DataReceivedEventHandler keep = (_, e) =>
+        {
+            if (e.Data is { } line)
+            {
+                lastLines.Enqueue(line);
+                while (lastLines.Count > 5 && lastLines.TryDequeue(out string? _))
+                {
+                }
+            }
+        };
+        process.OutputDataReceived += keep;
+        process.ErrorDataReceived += keep;
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var deadline = DateTime.UtcNow.AddSeconds(30);
+        var deadline = DateTime.UtcNow.AddSeconds(60);
         while (!await IsListeningAsync(TablePort).ConfigureAwait(false))
         {
             if (process.HasExited || DateTime.UtcNow > deadline)
             {
-                throw new InvalidOperationException($"Azurite did not start on 127.0.0.1:{TablePort}.");
+                azurite.Dispose();
+                var said = string.Join(" | ", lastLines);
+                throw new InvalidOperationException($"Azurite did not start on 127.0.0.1:{TablePort}{(said.Length > 0 ? ": " + said : ".")}");
             }
             await Task.Delay(100).ConfigureAwait(false);
         }
-        await console.WriteLineAsync($"Started Azurite (tables) on 127.0.0.1:{TablePort}, data in {location}.").ConfigureAwait(false);
-        return new LocalAzurite(process);
+        await console.WriteLineAsync($"Started Azurite (tables) on 127.0.0.1:{TablePort} (pid {process.Id}), data in {location}; it stops with the host.").ConfigureAwait(false);
+        return azurite;
     }
 
+    /// <summary>The Azurite process's id.</summary>
+    public int ProcessId => _process.Id;
+
+    /// <summary>Stops Azurite (and waits for it, briefly), so nothing is left running once the host has exited.</summary>
     public void Dispose()
     {
         try
@@ -62,12 +97,31 @@ internal sealed class LocalAzurite : IDisposable
             if (!_process.HasExited)
             {
                 _process.Kill(entireProcessTree: true);
+                _process.WaitForExit(TimeSpan.FromSeconds(10));
             }
         }
-        catch (InvalidOperationException)
+        catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception)
         {
+            // Already gone.
         }
         _process.Dispose();
+    }
+
+    private static string? FindOnPath(string file)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return null;
+        }
+        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
+        {
+            var candidate = Path.Combine(dir, file);
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+        return null;
     }
 
     internal static async Task<bool> IsListeningAsync(int port)
@@ -108,7 +162,16 @@ internal sealed class LocalAzurite : IDisposable
         {
             start.ArgumentList.Add(a);
         }
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {file}.");
+        Process process;
+        try
+        {
+            process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {file}.");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException($"Could not run '{file}' to install Azurite: {e.Message}. Is Node.js installed (see README)?", e);
+        }
+        using var _ = process;
         await process.WaitForExitAsync().ConfigureAwait(false);
         if (process.ExitCode != 0)
         {

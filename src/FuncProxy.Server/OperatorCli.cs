@@ -24,7 +24,16 @@ internal static class OperatorCli
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
-    public static bool Handles(string[] args) => args.Length > 0 && args[0] is "keys" or "admin-keys" or "audit" or "help" or "--help" or "-h";
+    /// <summary>
+    /// Whether the command line is for the CLI rather than the host: a first argument that is a word (not a host setting
+    /// such as <c>--urls X</c> or <c>name=value</c>), so a mistyped verb gets usage and exit 2 instead of a second gateway.
+    /// </summary>
+    public static bool Handles(string[] args)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        return args.Length > 0 && (args[0] is "--help" or "-h" or "-?"
+            || (args[0].Length > 0 && !args[0].StartsWith('-') && !args[0].StartsWith('/') && !args[0].Contains('=', StringComparison.Ordinal)));
+    }
 
     public static async Task<int> RunAsync(string[] args, TextWriter? output = null, TextWriter? error = null, Action<IConfigurationBuilder>? configure = null)
     {
@@ -39,7 +48,8 @@ internal static class OperatorCli
         var (group, verb, rest) = args[0] == "audit" ? ("audit", "query", args[1..]) : (args[0], args.Length > 1 ? args[1] : "", args.Length > 2 ? args[2..] : []);
         if (!Verbs.TryGetValue((group, verb), out var spec))
         {
-            await error.WriteLineAsync($"Unknown command '{string.Join(' ', args.Take(2))}'.\n{HelpText}");
+            var suggestion = Suggest(group, verb) is { } s ? $" Did you mean '{s}'?" : "";
+            await error.WriteLineAsync($"Unknown command '{string.Join(' ', args.Take(2))}'.{suggestion}\n{HelpText}");
             return Usage;
         }
 
@@ -55,6 +65,7 @@ internal static class OperatorCli
         }
 
         var builder = Host.CreateApplicationBuilder([]);
+        UserSecrets.Add(builder.Configuration, builder.Environment);
         configure?.Invoke(builder.Configuration);
         builder.Logging.ClearProviders();
         builder.Services.AddFuncProxy(builder.Configuration);
@@ -77,7 +88,13 @@ internal static class OperatorCli
             await error.WriteLineAsync(e.Message);
             return Conflict;
         }
-        catch (Exception e) when (e is Azure.RequestFailedException or InvalidOperationException or HttpRequestException or Azure.Identity.AuthenticationFailedException)
+        catch (Exception e) when (FuncProxyTables.IsStorageFailure(e))
+        {
+            // One line, no stack trace: storage is down, unreachable or refuses these credentials.
+            await error.WriteLineAsync($"Storage could not be reached: {FuncProxyTables.Describe(e)}");
+            return Failure;
+        }
+        catch (InvalidOperationException e)
         {
             await error.WriteLineAsync($"Failed: {e.Message}");
             return Failure;
@@ -555,7 +572,15 @@ internal static class OperatorCli
         {
             foreach (var e in errors)
             {
-                await error.WriteLineAsync($"{e.Field}: {e.Message}");
+                var message = e.Message;
+                if (e.Field.StartsWith("allowedUpstreams[", StringComparison.Ordinal) && message.StartsWith("Not a configured upstream", StringComparison.Ordinal))
+                {
+                    var index = int.Parse(e.Field["allowedUpstreams[".Length..^1], CultureInfo.InvariantCulture);
+                    var given = index < a.All("upstream").Count ? a.All("upstream")[index] : "?";
+                    var configured = Get<IOptions<FuncProxyOptions>>().Value.Upstreams.Keys.Order(StringComparer.Ordinal).ToList();
+                    message = $"'{Trim(given, 64)}' is not a configured upstream. Configured: {(configured.Count == 0 ? "none" : string.Join(", ", configured))} (or '*' for all).";
+                }
+                await error.WriteLineAsync($"{Flag(e.Field)}: {message}");
             }
             await error.WriteLineAsync($"Usage: {usage}");
             return Usage;
@@ -693,6 +718,58 @@ internal static class OperatorCli
         }
     }
 
+    /// <summary>The command-line option an API field error is about: operators typed <c>--upstream</c>, not <c>allowedUpstreams</c>.</summary>
+    internal static string Flag(string field)
+    {
+        var bracket = field.IndexOf('[', StringComparison.Ordinal);
+        var dot = field.IndexOf('.', StringComparison.Ordinal);
+        var root = bracket >= 0 ? field[..bracket] : dot >= 0 ? field[..dot] : field;
+        var flag = root switch
+        {
+            "$" => null,
+            "allowedUpstreams" => "--upstream",
+            "expiresAt" => "--expires",
+            "limits" => "--limit",
+            "metadata" => "--meta",
+            "gracePeriodSeconds" => "--grace",
+            _ => "--" + root,
+        };
+        if (flag is null)
+        {
+            return "error";
+        }
+        return dot >= 0 && root is "limits" or "metadata" ? $"{flag} {field[(dot + 1)..]}" : flag;
+    }
+
+    /// <summary>The known command closest to a mistyped one (<c>key list</c>: <c>keys list</c>), if one is close.</summary>
+    private static string? Suggest(string group, string verb)
+    {
+        static int Distance(string x, string y)
+        {
+            var d = new int[y.Length + 1];
+            for (var j = 0; j <= y.Length; j++)
+            {
+                d[j] = j;
+            }
+            for (var i = 1; i <= x.Length; i++)
+            {
+                var previous = d[0];
+                d[0] = i;
+                for (var j = 1; j <= y.Length; j++)
+                {
+                    var current = d[j];
+                    d[j] = Math.Min(Math.Min(d[j] + 1, d[j - 1] + 1), previous + (x[i - 1] == y[j - 1] ? 0 : 1));
+                    previous = current;
+                }
+            }
+            return d[y.Length];
+        }
+        var best = Verbs.Keys
+            .Select(k => (Name: k.Item1 == "audit" ? "audit" : $"{k.Item1} {k.Item2}", Cost: Distance(group, k.Item1) + (k.Item1 == "audit" ? 0 : Distance(verb, k.Item2))))
+            .MinBy(c => c.Cost);
+        return best.Cost is > 0 and <= 3 ? best.Name : null;
+    }
+
     /// <summary>Seconds, or a number with s, m, h or d.</summary>
     internal static long? ParseDuration(string text)
     {
@@ -716,12 +793,18 @@ internal static class OperatorCli
 
     private static string HelpText => "FuncProxy operator commands (straight on Table Storage, with your own credentials):\n  "
         + string.Join("\n  ", Verbs.Values.Select(v => v.Usage))
-        + """
+        + $"""
 
+        keys create/update --limit NAME=N (N a whole number, 0: no such limit for this key), NAME one of:
+          {string.Join(", ", KeyRequests.LimitNames)}
         Every change is written to the audit log as cli:<your OS user>. --json prints JSON for scripts.
-        Storage comes from FuncProxy:Storage (appsettings, environment FuncProxy__Storage__..., user-secrets).
+        Settings (FuncProxy:Storage, FuncProxy:Upstreams, ...) come from appsettings.json, then the user-secrets of
+        src/FuncProxy.Server (dotnet user-secrets --project src/FuncProxy.Server set NAME VALUE, in every environment),
+        then environment variables (FuncProxy__Storage__ConnectionString); later ones win. The host reads the same.
         Exit codes: 0 done, 1 not found, 2 bad usage or invalid values, 3 storage or configuration failure,
                     4 the key's state does not allow it (e.g. enabling a revoked key).
+        With no verb, or only settings such as --urls http://127.0.0.1:8080, the program runs the gateway host instead
+        (exit codes: 0 stopped, 2 bad usage, 3 invalid setting or storage could not be started, 5 cannot listen).
         """;
 
     private sealed class Arguments

@@ -5,6 +5,4 @@ if (OperatorCli.Handles(args))
     return await OperatorCli.RunAsync(args);
 }
 
-var app = await GatewayServer.BuildAsync(args);
-await app.RunAsync();
-return 0;
+return await GatewayServer.RunAsync(args);

@@ -5,12 +5,40 @@ namespace FuncProxy;
 
 /// <summary>
 /// Error responses as RFC 9457 <c>application/problem+json</c>: a stable <c>code</c>, a request id, never a stack trace or
-/// a secret. An OpenAI-style <c>error</c> member is included too, so OpenAI SDKs surface the message to their callers.
+/// a secret. They read as each provider's own errors do in its SDKs: an OpenAI-style <c>error</c> object
+/// (<c>message</c>, <c>type</c>, <c>code</c>) and the id in <c>x-request-id</c>, which OpenAI's SDKs read; the id also in
+/// <c>request-id</c>, which Anthropic's read; and for a client that speaks Anthropic's API (it sends
+/// <c>anthropic-version</c>, as Anthropic's SDKs always do) the body is Anthropic's error shape,
+/// <c>{"type":"error","error":{"type":"rate_limit_error","message":"..."},"request_id":"..."}</c>, with the problem's
+/// members (<c>title</c>, <c>status</c>, <c>detail</c>, <c>code</c>, <c>requestId</c>) beside it. Only <c>type</c> differs
+/// then (<c>error</c> instead of the <c>urn:funcproxy:problem:</c> URI): clients should switch on <c>code</c>.
 /// </summary>
 public static class Problem
 {
     public const string ContentType = "application/problem+json";
     public const string RequestIdHeader = "x-request-id";
+
+    /// <summary>The request id header Anthropic's API sends and its SDKs read.</summary>
+    public const string AnthropicRequestIdHeader = "request-id";
+
+    /// <summary>The request header by which a client says it speaks Anthropic's API.</summary>
+    public const string AnthropicVersionHeader = "anthropic-version";
+
+    /// <summary>Anthropic's error <c>type</c> for a status, as its API documents them.</summary>
+    internal static string AnthropicErrorType(int status) => status switch
+    {
+        400 or 405 or 411 or 415 or 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 => "overloaded_error",
+        _ when status >= 500 => "api_error",
+        _ => "invalid_request_error",
+    };
 
     /// <summary>The id that ties a response to the gateway's logs: the incoming request's trace identifier.</summary>
     public static string RequestId(HttpContext context)
@@ -41,6 +69,8 @@ public static class Problem
         response.Headers.XContentTypeOptions = "nosniff";
         var requestId = RequestId(context);
         response.Headers[RequestIdHeader] = requestId;
+        response.Headers[AnthropicRequestIdHeader] = requestId;
+        var anthropic = context.Request.Headers.ContainsKey(AnthropicVersionHeader);
         if (headers is not null)
         {
             foreach (var (name, value) in headers)
@@ -54,7 +84,7 @@ public static class Problem
         using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             json.WriteStartObject();
-            json.WriteString("type", "urn:funcproxy:problem:" + code);
+            json.WriteString("type", anthropic ? "error" : "urn:funcproxy:problem:" + code);
             json.WriteString("title", title);
             json.WriteNumber("status", status);
             json.WriteString("detail", detail);
@@ -70,9 +100,13 @@ public static class Problem
             }
             json.WriteStartObject("error");
             json.WriteString("message", detail);
-            json.WriteString("type", code);
+            json.WriteString("type", anthropic ? AnthropicErrorType(status) : code);
             json.WriteString("code", code);
             json.WriteEndObject();
+            if (anthropic)
+            {
+                json.WriteString("request_id", requestId);
+            }
             json.WriteEndObject();
         }
         response.ContentLength = buffer.Length;

@@ -120,6 +120,11 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
                 row.WithoutUsage += r.Usage.IsKnown ? 0 : 1;
                 row.Dirty = true;
             }
+            if (!_rows.Values.Any(r => r.Dirty))
+            {
+                // Nothing to write: storage is not touched (a host stopped before its first call needs no storage).
+                return;
+            }
             var table = await _tables.GetUsageAsync(cancellationToken).ConfigureAwait(false);
             foreach (var partition in _rows.Where(r => r.Value.Dirty).GroupBy(r => r.Key.KeyId))
             {
@@ -222,10 +227,21 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
         }
     }
 
+    /// <summary>
+    /// Writes what is still in memory, whatever state storage is in: a failure is logged in one line (how many rows were
+    /// lost and why), never thrown, so that stopping the host is always clean. The host's shutdown timeout bounds it.
+    /// </summary>
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
-        await TryFlushAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (FuncProxyTables.IsStorageFailure(e))
+        {
+            Log.FinalFlushFailed(_logger, _rows.Count(r => r.Value.Dirty) + _channel.Reader.Count, FuncProxyTables.Describe(e));
+        }
     }
 
     private async Task TryFlushAsync(CancellationToken cancellationToken)
@@ -234,7 +250,7 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
         {
             await FlushAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RequestFailedException or HttpRequestException or OperationCanceledException or IOException)
+        catch (Exception e) when (FuncProxyTables.IsStorageFailure(e))
         {
             // Totals stay in memory and go with the next flush.
             Log.FlushFailed(_logger, e);
@@ -263,6 +279,9 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
     {
         [LoggerMessage(EventId = 3020, Level = LogLevel.Warning, Message = "Usage could not be written; it stays in memory for the next flush.")]
         public static partial void FlushFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(EventId = 3022, Level = LogLevel.Warning, Message = "Usage could not be written at shutdown: {Rows} row(s) of metered usage are lost. {Reason}")]
+        public static partial void FinalFlushFailed(ILogger logger, int rows, string reason);
 
         [LoggerMessage(EventId = 3021, Level = LogLevel.Warning, Message = "Usage metering is behind: {Dropped} records dropped so far.")]
         public static partial void Dropped(ILogger logger, long dropped);

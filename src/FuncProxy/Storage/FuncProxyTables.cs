@@ -54,6 +54,32 @@ public sealed class FuncProxyTables
     /// </summary>
     internal void Forget(string table) => _tables[table].Forget();
 
+    /// <summary>
+    /// Whether <paramref name="exception"/> is what a call to storage fails with when storage is unreachable or refuses:
+    /// the SDK's <see cref="RequestFailedException"/>, the network's errors, a timeout or cancellation, a credential that
+    /// cannot get a token, and the <see cref="AggregateException"/> the SDK's retry policy throws once its retries are spent.
+    /// </summary>
+    public static bool IsStorageFailure(Exception exception) => exception switch
+    {
+        RequestFailedException or HttpRequestException or OperationCanceledException or IOException or TimeoutException
+            or AuthenticationFailedException or CredentialUnavailableException => true,
+        AggregateException a => a.InnerExceptions.Count > 0 && a.InnerExceptions.All(IsStorageFailure),
+        _ => false,
+    };
+
+    /// <summary>One line saying why storage failed, without a stack trace: the innermost, last error's message.</summary>
+    public static string Describe(Exception exception)
+    {
+        ArgumentNullException.ThrowIfNull(exception);
+        while (exception is AggregateException { InnerExceptions.Count: > 0 } a)
+        {
+            exception = a.InnerExceptions[^1];
+        }
+        var message = exception.Message;
+        var end = message.IndexOfAny(['\r', '\n']);
+        return end < 0 ? message : message[..end];
+    }
+
     public static TableServiceClient CreateServiceClient(StorageOptions storage)
     {
         ArgumentNullException.ThrowIfNull(storage);

@@ -185,16 +185,24 @@ public sealed class OperatorCliTests : IAsyncLifetime
         Assert.Equal(OperatorCli.Usage, (await RunAsync("keys", "get")).Code);
         Assert.Equal(OperatorCli.Ok, (await RunAsync("--help")).Code);
 
+        // Errors name the options the operator typed, not the management API's fields (changed deliberately: they used to).
         var invalid = await RunAsync("keys", "create", "--name", "x", "--upstream", "nope", "--expires", "2001-01-01", "--limit", "requestsPerMinute=-5", "--meta", "novalue");
         Assert.Equal(OperatorCli.Usage, invalid.Code);
-        foreach (var field in new[] { "allowedUpstreams[0]", "expiresAt", "limits.requestsPerMinute", "meta" })
+        foreach (var flag in new[] { "--upstream:", "--expires:", "--limit requestsPerMinute:", "--meta:" })
         {
-            Assert.Contains(field + ":", invalid.Err, StringComparison.Ordinal);
+            Assert.Contains(flag, invalid.Err, StringComparison.Ordinal);
         }
+        foreach (var field in new[] { "allowedUpstreams", "expiresAt", "limits." })
+        {
+            Assert.DoesNotContain(field, invalid.Err, StringComparison.Ordinal);
+        }
+        // An unknown upstream lists the configured ones.
+        Assert.Contains("'nope' is not a configured upstream. Configured: echo, stub (or '*' for all).", invalid.Err, StringComparison.Ordinal);
         var (id, _) = await CreateAsync();
         var tooMuchGrace = await RunAsync("keys", "rotate", id, "--grace", "2h");
         Assert.Equal(OperatorCli.Usage, tooMuchGrace.Code);
-        Assert.Contains("gracePeriodSeconds", tooMuchGrace.Err, StringComparison.Ordinal);
+        Assert.Contains("--grace:", tooMuchGrace.Err, StringComparison.Ordinal);
+        Assert.DoesNotContain("gracePeriodSeconds", tooMuchGrace.Err, StringComparison.Ordinal);
 
         var unknown = new string('a', 16);
         foreach (var verb in new[] { "get", "disable", "enable", "revoke", "rotate", "usage" })
@@ -202,5 +210,52 @@ public sealed class OperatorCliTests : IAsyncLifetime
             Assert.Equal(OperatorCli.NotFound, (await RunAsync("keys", verb, unknown)).Code);
         }
         Assert.Equal(OperatorCli.NotFound, (await RunAsync("keys", "update", unknown, "--name", "x")).Code);
+    }
+
+    [Fact]
+    public async Task Help_lists_every_limit_name_and_a_mistyped_verb_gets_usage_and_a_suggestion()
+    {
+        var help = await RunAsync("--help");
+        Assert.Equal(OperatorCli.Ok, help.Code);
+        foreach (var name in FuncProxy.Admin.KeyRequests.LimitNames)
+        {
+            Assert.Contains(name, help.Out, StringComparison.Ordinal);
+        }
+        Assert.True(OperatorCli.Handles(["frob"]));
+        Assert.True(OperatorCli.Handles(["key", "list"]));
+        Assert.False(OperatorCli.Handles(["--urls", "http://127.0.0.1:8080"]));
+        Assert.False(OperatorCli.Handles(["FuncProxy:Proxy:UpstreamTimeout=00:01:00"]));
+        var mistyped = await RunAsync("key", "list");
+        Assert.Equal(OperatorCli.Usage, mistyped.Code);
+        Assert.Contains("Did you mean 'keys list'?", mistyped.Err, StringComparison.Ordinal);
+        Assert.Equal(OperatorCli.Usage, (await RunAsync("frob")).Code);
+    }
+
+    [Fact]
+    public async Task Storage_unreachable_is_exit_3_with_one_line_for_every_verb()
+    {
+        // Azurite's account on a port where nothing listens.
+        var dead = $"DefaultEndpointsProtocol=http;AccountName={AzuriteProcess.AccountName};AccountKey={AzuriteProcess.AccountKey};TableEndpoint=http://127.0.0.1:{AzuriteProcess.FreePort()}/{AzuriteProcess.AccountName};";
+        var id = new string('a', 16);
+        string[][] commands =
+        [
+            ["keys", "create", "--name", "n", "--upstream", "stub"], ["keys", "list"], ["keys", "get", id], ["keys", "update", id, "--name", "x"],
+            ["keys", "disable", id], ["keys", "enable", id], ["keys", "revoke", id], ["keys", "rotate", id], ["keys", "usage", id],
+            ["audit"], ["admin-keys", "create", "--name", "n"], ["admin-keys", "list"], ["admin-keys", "revoke", id],
+        ];
+        foreach (var command in commands)
+        {
+            using var output = new StringWriter();
+            using var error = new StringWriter();
+            var code = await OperatorCli.RunAsync(command, output, error, config =>
+            {
+                config.Sources.Clear();
+                config.AddInMemoryCollection(new Dictionary<string, string?>(Settings(_stub)) { ["FuncProxy:Storage:ConnectionString"] = dead });
+            });
+            Assert.True(code == OperatorCli.Failure, $"{string.Join(' ', command)}: exit {code}\n{error}");
+            var lines = error.ToString().Trim().Split('\n');
+            Assert.Single(lines);
+            Assert.StartsWith("Storage could not be reached: ", lines[0], StringComparison.Ordinal);
+        }
     }
 }

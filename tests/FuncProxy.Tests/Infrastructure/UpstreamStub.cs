@@ -14,10 +14,14 @@ using Microsoft.Extensions.Logging;
 namespace FuncProxy.Tests.Infrastructure;
 
 /// <summary>
-/// A real HTTP server on loopback that answers as the providers do: OpenAI chat completions and Responses and Anthropic
-/// messages, JSON and server-sent events, with usage as they report it (cached prompt tokens included; a chat completions
-/// stream reports usage only when <c>stream_options.include_usage</c> asks). It also echoes requests, hangs, streams until cancelled and fails on demand, and
-/// records every request it receives so tests can check what crossed the gateway. Shared by the tests and the benchmarks.
+/// A real HTTP server on loopback that answers as the providers do, with usage as each reports it (cached prompt tokens included; a chat completions stream reports usage only when
+/// <c>stream_options.include_usage</c> asks): OpenAI chat completions
+/// and the Responses API (JSON and server-sent events), embeddings (float and base64) and the models list; Anthropic
+/// messages (JSON and SSE), token counting and its models list (a request with <c>anthropic-version</c>). It also echoes
+/// requests (<c>/echo/...</c>), hangs, streams until cancelled and fails on demand, and records every request it receives
+/// so tests can check what crossed the gateway. Any other route is a 404 problem+json, as a provider's unknown route is
+/// an error: an SDK call the stub does not implement must fail, not "succeed" with junk. Shared by the tests, the
+/// benchmarks and the offline walk-through (bench/FuncProxy.Stub).
 /// </summary>
 public sealed class UpstreamStub : IAsyncDisposable
 {
@@ -94,13 +98,17 @@ public sealed class UpstreamStub : IAsyncDisposable
             await next(context);
         });
         app.MapPost("/v1/chat/completions", (HttpContext c) => stub!.ChatCompletionsAsync(c));
-        app.MapPost("/v1/messages", (HttpContext c) => stub!.MessagesAsync(c));
         app.MapPost("/v1/responses", (HttpContext c) => stub!.ResponsesAsync(c));
+        app.MapPost("/v1/embeddings", (HttpContext c) => EmbeddingsAsync(c));
+        app.MapGet("/v1/models", (HttpContext c) => ModelsAsync(c, null));
+        app.MapGet("/v1/models/{id}", (HttpContext c, string id) => ModelsAsync(c, id));
+        app.MapPost("/v1/messages", (HttpContext c) => stub!.MessagesAsync(c));
+        app.MapPost("/v1/messages/count_tokens", (HttpContext c) => c.Response.WriteAsJsonAsync(new { input_tokens = PromptTokens }));
         app.Map("/echo/{**rest}", (HttpContext c) => EchoAsync(c));
         app.Map("/hang", (HttpContext c) => stub!.HangAsync(c));
         app.Map("/stream-forever", (HttpContext c) => stub!.StreamForeverAsync(c));
         app.Map("/status/{code:int}", (int code) => Results.StatusCode(code));
-        app.MapFallback((HttpContext c) => EchoAsync(c));
+        app.MapFallback((HttpContext c) => NotFoundAsync(c));
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         stub = new UpstreamStub(app, new Uri(address));
@@ -175,36 +183,161 @@ public sealed class UpstreamStub : IAsyncDisposable
         completion_tokens_details = new { reasoning_tokens = 0, audio_tokens = 0, accepted_prediction_tokens = 0, rejected_prediction_tokens = 0 },
     };
 
-    /// <summary>OpenAI Responses: <c>usage.input_tokens_details.cached_tokens</c>; streamed, usage comes in <c>response.completed</c>.</summary>
+    /// <summary>The routes the stub answers as a provider would, for its 404 and its start-up banner.</summary>
+    public const string Routes = "POST /v1/chat/completions, POST /v1/responses, POST /v1/embeddings, GET /v1/models[/{id}] (OpenAI); "
+        + "POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models with anthropic-version (Anthropic)";
+
+    /// <summary>The models <c>GET /v1/models</c> lists: OpenAI's, or Anthropic's to a client that sends <c>anthropic-version</c>.</summary>
+    public static readonly string[] OpenAIModels = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"];
+
+    public static readonly string[] AnthropicModels = ["claude-sonnet-4-5", "claude-haiku-4-5"];
+
+    private static Task NotFoundAsync(HttpContext context)
+    {
+        var detail = $"The provider stub does not implement {context.Request.Method} {context.Request.Path}. It answers {Routes}.";
+        context.Response.StatusCode = StatusCodes.Status404NotFound;
+        if (context.Request.Headers.ContainsKey("anthropic-version"))
+        {
+            context.Response.ContentType = "application/json";
+            return context.Response.WriteAsync(JsonSerializer.Serialize(new { type = "error", error = new { type = "not_found_error", message = detail } }));
+        }
+        context.Response.ContentType = "application/problem+json";
+        return context.Response.WriteAsync(JsonSerializer.Serialize(new
+        {
+            type = "urn:funcproxy:stub:not_found",
+            title = "Not Found",
+            status = 404,
+            detail,
+            code = "not_found",
+            error = new { message = detail, type = "invalid_request_error", code = "not_found" },
+        }));
+    }
+
+    private static Task ModelsAsync(HttpContext context, string? id)
+    {
+        const long created = 1_700_000_000;
+        if (context.Request.Headers.ContainsKey("anthropic-version"))
+        {
+            static object Model(string m) => new { type = "model", id = m, display_name = m, created_at = "2025-01-01T00:00:00Z" };
+            return id is null
+                ? context.Response.WriteAsJsonAsync(new { data = AnthropicModels.Select(Model), has_more = false, first_id = AnthropicModels[0], last_id = AnthropicModels[^1] })
+                : context.Response.WriteAsJsonAsync(Model(id));
+        }
+        static object OpenAIModel(string m) => new { id = m, @object = "model", created, owned_by = "funcproxy-stub" };
+        return id is null
+            ? context.Response.WriteAsJsonAsync(new { @object = "list", data = OpenAIModels.Select(OpenAIModel) })
+            : context.Response.WriteAsJsonAsync(OpenAIModel(id));
+    }
+
+    /// <summary>
+    /// OpenAI embeddings: one deterministic vector per input (8 numbers, or <c>dimensions</c>), as floats or, when asked
+    /// (<c>encoding_format: base64</c>, the .NET and Python SDKs' default), as base64 of little-endian float32s.
+    /// </summary>
+    private static async Task EmbeddingsAsync(HttpContext context)
+    {
+        var body = await JsonNode.ParseAsync(context.Request.Body) ?? new JsonObject();
+        var model = body["model"]?.GetValue<string>() ?? "text-embedding-3-small";
+        var inputs = body["input"] switch
+        {
+            JsonArray array => array.Select(i => i?.ToJsonString() ?? "").ToList(),
+            JsonNode one => new List<string> { one.ToJsonString() },
+            _ => new List<string>(),
+        };
+        var dimensions = body["dimensions"]?.GetValue<int>() is int d and > 0 and <= 4096 ? d : 8;
+        var base64 = body["encoding_format"]?.GetValue<string>() == "base64";
+        var data = inputs.Select((text, index) =>
+        {
+            var seed = text.Aggregate(17, (h, c) => unchecked(h * 31 + c));
+            var vector = Enumerable.Range(0, dimensions).Select(i => (float)Math.Sin(seed + i)).ToArray();
+            object embedding = base64 ? Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(vector.AsSpan())) : vector;
+            return new { @object = "embedding", index, embedding };
+        }).ToList();
+        await context.Response.WriteAsJsonAsync(new
+        {
+            @object = "list",
+            data,
+            model,
+            usage = new { prompt_tokens = PromptTokens * inputs.Count, total_tokens = PromptTokens * inputs.Count },
+        });
+    }
+
+    /// <summary>The OpenAI Responses API: one output message, JSON or the documented stream of typed events, with usage.</summary>
     private async Task ResponsesAsync(HttpContext context)
     {
         var body = await JsonNode.ParseAsync(context.Request.Body) ?? new JsonObject();
         var model = body["model"]?.GetValue<string>() ?? "gpt-test";
         var stream = body["stream"]?.GetValue<bool>() == true;
-        var usage = new
+        const string id = "resp_stub";
+        const string itemId = "msg_stub";
+        const string text = "Hello from the stub.";
+        JsonObject Response(string status, JsonArray output, bool withUsage) => new()
         {
-            input_tokens = PromptTokens, input_tokens_details = new { cached_tokens = CachedTokens },
-            output_tokens = CompletionTokens, output_tokens_details = new { reasoning_tokens = 0 }, total_tokens = PromptTokens + CompletionTokens,
+            ["id"] = id,
+            ["object"] = "response",
+            ["created_at"] = 1_700_000_000,
+            ["status"] = status,
+            ["error"] = null,
+            ["incomplete_details"] = null,
+            ["instructions"] = body["instructions"]?.DeepClone(),
+            ["max_output_tokens"] = body["max_output_tokens"]?.DeepClone(),
+            ["model"] = model,
+            ["output"] = output,
+            ["parallel_tool_calls"] = true,
+            ["previous_response_id"] = null,
+            ["reasoning"] = new JsonObject { ["effort"] = null, ["summary"] = null },
+            ["store"] = true,
+            ["temperature"] = 1.0,
+            ["text"] = new JsonObject { ["format"] = new JsonObject { ["type"] = "text" } },
+            ["tool_choice"] = "auto",
+            ["tools"] = new JsonArray(),
+            ["top_p"] = 1.0,
+            ["truncation"] = "disabled",
+            ["usage"] = withUsage
+                ? new JsonObject
+                {
+                    ["input_tokens"] = PromptTokens,
+                    ["input_tokens_details"] = new JsonObject { ["cached_tokens"] = CachedTokens },
+                    ["output_tokens"] = CompletionTokens,
+                    ["output_tokens_details"] = new JsonObject { ["reasoning_tokens"] = 0 },
+                    ["total_tokens"] = PromptTokens + CompletionTokens,
+                }
+                : null,
+            ["user"] = null,
+            ["metadata"] = new JsonObject(),
         };
-        var response = new
+        JsonObject Part(string t) => new() { ["type"] = "output_text", ["text"] = t, ["annotations"] = new JsonArray() };
+        JsonObject Item(string status, JsonArray content) => new()
         {
-            id = "resp_stub", @object = "response", created_at = 1_700_000_000, status = "completed", model,
-            output = new[] { new { type = "message", id = "msg_stub", status = "completed", role = "assistant", content = new[] { new { type = "output_text", text = "Hello from the stub.", annotations = Array.Empty<object>() } } } },
-            usage,
+            ["type"] = "message", ["id"] = itemId, ["status"] = status, ["role"] = "assistant", ["content"] = content,
         };
         if (!stream)
         {
-            await context.Response.WriteAsJsonAsync(response);
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(Response("completed", [Item("completed", [Part(text)])], withUsage: true).ToJsonString());
             return;
         }
         context.Response.ContentType = "text/event-stream";
-        await WriteEventAsync(context, "response.created", JsonSerializer.Serialize(new { type = "response.created", response = new { id = "resp_stub", @object = "response", status = "in_progress", model, usage = (object?)null } }));
+        context.Response.Headers.CacheControl = "no-cache";
+        var sequence = 0;
+        async Task SendAsync(string type, JsonObject data)
+        {
+            data["type"] = type;
+            data["sequence_number"] = sequence++;
+            await WriteEventAsync(context, type, data.ToJsonString());
+        }
+        await SendAsync("response.created", new JsonObject { ["response"] = Response("in_progress", [], withUsage: false) });
+        await SendAsync("response.in_progress", new JsonObject { ["response"] = Response("in_progress", [], withUsage: false) });
+        await SendAsync("response.output_item.added", new JsonObject { ["output_index"] = 0, ["item"] = Item("in_progress", []) });
+        await SendAsync("response.content_part.added", new JsonObject { ["item_id"] = itemId, ["output_index"] = 0, ["content_index"] = 0, ["part"] = Part("") });
         foreach (var word in new[] { "Hello", " from", " the", " stub", "." })
         {
-            await WriteEventAsync(context, "response.output_text.delta", JsonSerializer.Serialize(new { type = "response.output_text.delta", item_id = "msg_stub", output_index = 0, content_index = 0, delta = word }));
+            await SendAsync("response.output_text.delta", new JsonObject { ["item_id"] = itemId, ["output_index"] = 0, ["content_index"] = 0, ["delta"] = word, ["logprobs"] = new JsonArray() });
             await Task.Delay(StreamDelay, context.RequestAborted);
         }
-        await WriteEventAsync(context, "response.completed", JsonSerializer.Serialize(new { type = "response.completed", response }));
+        await SendAsync("response.output_text.done", new JsonObject { ["item_id"] = itemId, ["output_index"] = 0, ["content_index"] = 0, ["text"] = text, ["logprobs"] = new JsonArray() });
+        await SendAsync("response.content_part.done", new JsonObject { ["item_id"] = itemId, ["output_index"] = 0, ["content_index"] = 0, ["part"] = Part(text) });
+        await SendAsync("response.output_item.done", new JsonObject { ["output_index"] = 0, ["item"] = Item("completed", [Part(text)]) });
+        await SendAsync("response.completed", new JsonObject { ["response"] = Response("completed", [Item("completed", [Part(text)])], withUsage: true) });
     }
 
     private async Task MessagesAsync(HttpContext context)

@@ -22,6 +22,10 @@ public sealed class GatewayFixture : IAsyncLifetime
             ["FuncProxy:Upstreams:anthropic:BaseUrl"] = origin + "/v1",
             ["FuncProxy:Upstreams:anthropic:SecretName"] = "stub-key",
             ["FuncProxy:Upstreams:anthropic:AuthHeader"] = "x-api-key",
+            // As appsettings.json has it for the real provider: the origin, so Anthropic's SDKs add /v1/messages.
+            ["FuncProxy:Upstreams:claude:BaseUrl"] = origin,
+            ["FuncProxy:Upstreams:claude:SecretName"] = "stub-key",
+            ["FuncProxy:Upstreams:claude:AuthHeader"] = "x-api-key",
             ["FuncProxy:Upstreams:echo:BaseUrl"] = origin + "/echo/base",
             ["FuncProxy:Upstreams:small:BaseUrl"] = origin + "/echo/small",
             ["FuncProxy:Upstreams:small:MaxRequestBodyBytes"] = "1024",

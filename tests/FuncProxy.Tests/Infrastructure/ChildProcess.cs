@@ -3,16 +3,20 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 
-namespace FuncProxy.Bench;
+namespace FuncProxy.Tests.Infrastructure;
 
 /// <summary>
-/// A process the benchmark starts and must stop: its output is drained (the last lines kept for error messages), and it is
-/// killed with its children on dispose, on Ctrl+C and when the benchmark process exits, so a failed run leaves nothing behind.
+/// A process a benchmark or a test starts and must stop: its output is drained and kept (stdout and stderr together, for
+/// error messages and for tests that check what a process printed), and it is killed with its children on dispose, on
+/// Ctrl+C and when the starting process exits, so a failed run leaves nothing behind. Tests send it real signals.
+/// Shared by the tests and the benchmarks.
 /// </summary>
-internal sealed class ChildProcess : IAsyncDisposable
+public sealed class ChildProcess : IAsyncDisposable
 {
+    private const int MaxLines = 5000;
     private static readonly ConcurrentDictionary<int, Process> Running = new();
     private readonly Process _process;
+    private readonly ConcurrentQueue<string> _lines = new();
     private readonly ConcurrentQueue<string> _lastLines = new();
 
     static ChildProcess()
@@ -35,6 +39,60 @@ internal sealed class ChildProcess : IAsyncDisposable
 
     /// <summary>The last lines the process wrote (stdout and stderr together).</summary>
     public string Tail => string.Join(Environment.NewLine, _lastLines);
+
+    /// <summary>Everything the process wrote so far (stdout and stderr together, the first 5000 lines).</summary>
+    public string Output => string.Join(Environment.NewLine, _lines);
+
+    /// <summary>The exit code, once <see cref="HasExited"/>.</summary>
+    public int ExitCode => _process.ExitCode;
+
+    /// <summary>Sends a signal (<c>INT</c>, <c>TERM</c>, ...) as <c>kill -s</c> does; with <paramref name="group"/>, to the
+    /// process group the process leads (as a terminal's Ctrl+C reaches every process of the foreground group).</summary>
+    public async Task SignalAsync(string signal, bool group = false)
+    {
+        var target = group ? "-" + Id.ToString(System.Globalization.CultureInfo.InvariantCulture) : Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var (code, _, error) = await RunAsync("kill", ["-s", signal, "--", target]);
+        if (code != 0)
+        {
+            throw new InvalidOperationException($"kill -s {signal} {target} failed: {error}");
+        }
+    }
+
+    /// <summary>Waits for the process to exit; false if it is still running after <paramref name="timeout"/>.</summary>
+    public async Task<bool> WaitForExitAsync(TimeSpan timeout)
+    {
+        try
+        {
+            await _process.WaitForExitAsync().WaitAsync(timeout);
+            // The asynchronous readers may still be delivering the last lines.
+            _process.WaitForExit();
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Waits until the process has printed a line containing <paramref name="text"/>; false on exit or timeout.</summary>
+    public async Task<bool> WaitForOutputAsync(string text, TimeSpan timeout)
+    {
+        var waited = Stopwatch.StartNew();
+        while (waited.Elapsed < timeout)
+        {
+            if (_lines.Any(l => l.Contains(text, StringComparison.Ordinal)))
+            {
+                return true;
+            }
+            if (_process.HasExited)
+            {
+                await WaitForExitAsync(TimeSpan.FromSeconds(5));
+                return _lines.Any(l => l.Contains(text, StringComparison.Ordinal));
+            }
+            await Task.Delay(100);
+        }
+        return false;
+    }
 
     public static ChildProcess Start(string name, string fileName, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, string? workingDirectory = null)
     {
@@ -64,7 +122,15 @@ internal sealed class ChildProcess : IAsyncDisposable
         }
         foreach (var (k, v) in environment ?? new Dictionary<string, string>())
         {
-            start.Environment[k] = v;
+            // An empty value removes the variable: the child must not inherit it.
+            if (v.Length == 0)
+            {
+                start.Environment.Remove(k);
+            }
+            else
+            {
+                start.Environment[k] = v;
+            }
         }
         return start;
     }
@@ -139,6 +205,10 @@ internal sealed class ChildProcess : IAsyncDisposable
         if (line is null)
         {
             return;
+        }
+        if (_lines.Count < MaxLines)
+        {
+            _lines.Enqueue(line);
         }
         _lastLines.Enqueue(line);
         while (_lastLines.Count > 40)
