@@ -39,6 +39,26 @@ public sealed class FuncProxyOptions
     /// </summary>
     public List<string> TrustedProxies { get; set; } = [];
 
+    /// <summary>
+    /// The name of a request header that the platform's front end writes on every request, overwriting any value the
+    /// client sent, holding the client's address (for example <c>X-Client-IP</c> on App Service and Azure Functions; see
+    /// docs/deploy.md for how to check it on a deployment). When set, that header is the client's address for lockouts,
+    /// admin rate limits and the audit log, and <see cref="TrustedProxies"/> is not used; a request without exactly one
+    /// well-formed address in it is treated as coming from a proxy hop and never counted towards a lockout.
+    /// Unset (the default): the connection's address and <see cref="TrustedProxies"/> decide. Set it only when every
+    /// request reaches the gateway through such a front end, since anyone can send the header.
+    /// </summary>
+    public string? ClientIpHeader { get; set; }
+
+    /// <summary>
+    /// True when every connection comes from a front end, never straight from a client, so the connection's address
+    /// is a proxy hop: without <see cref="ClientIpHeader"/> (or a client found in <c>X-Forwarded-For</c> through
+    /// <see cref="TrustedProxies"/>) callers cannot be told apart and nobody is locked out, rather than everybody.
+    /// Default false; the Functions host sets it to true unless configured, because the Functions host's forwarder makes
+    /// a front-end address the connection's address of every request (docs/deploy.md, "Client addresses").
+    /// </summary>
+    public bool BehindFrontEnd { get; set; }
+
     /// <summary>Default rate limits and quotas for every key (a key's own <c>Limits</c> override them), and how the distributed limiter behaves.</summary>
     public LimitOptions Limits { get; set; } = new();
 

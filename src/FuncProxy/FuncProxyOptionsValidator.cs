@@ -95,6 +95,10 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
                 errors.Add($"{P}:TrustedProxies: '{proxy}' is not an IP address or CIDR range.");
             }
         }
+        if (!string.IsNullOrWhiteSpace(options.ClientIpHeader) && options.ClientIpHeader.Trim().Any(c => c <= ' ' || c >= 127 || c == ':'))
+        {
+            errors.Add($"{P}:ClientIpHeader must be a valid header name (such as X-Client-IP) or left unset.");
+        }
         ValidateLimits(options.Limits, errors);
 
         if (!Enum.IsDefined(options.Spend.UnpricedModels))
