@@ -32,6 +32,9 @@ public sealed class FuncProxyOptions
     /// <summary>The management API under <c>/api/admin/</c>: who may call it and how hard.</summary>
     public AdminOptions Admin { get; set; } = new();
 
+    /// <summary>The audit log: how long its events are kept.</summary>
+    public AuditOptions Audit { get; set; } = new();
+
     /// <summary>
     /// Proxies (IP addresses or CIDR ranges such as <c>10.0.0.0/8</c>) whose <c>X-Forwarded-For</c> is believed when
     /// working out a caller's IP for lockouts, admin rate limits and the audit log. Empty (the default): the connection's
@@ -352,4 +355,21 @@ public sealed class LimitOptions
 
     /// <summary>How often usage totals are written to the <c>usage</c> table (also on shutdown).</summary>
     public TimeSpan UsageFlushInterval { get; set; } = TimeSpan.FromSeconds(10);
+}
+
+/// <summary>Audit log settings.</summary>
+public sealed class AuditOptions
+{
+    /// <summary>
+    /// How long audit events are kept (1 day to 100 years). Older events, in the time view and in each key's view, are
+    /// deleted by a scheduled sweep: a hosted service on the Kestrel host (every <see cref="SweepInterval"/>), a timer
+    /// function on the Functions host (daily). Export what you must keep longer first (<c>audit export</c>).
+    /// </summary>
+    public TimeSpan Retention { get; set; } = TimeSpan.FromDays(400);
+
+    /// <summary>How often the Kestrel host sweeps (1 second to 7 days; the first sweep runs a minute after start).</summary>
+    public TimeSpan SweepInterval { get; set; } = TimeSpan.FromHours(6);
+
+    /// <summary>At most this many rows are deleted by one sweep (100 to 1,000,000), so a first sweep over a large backlog is bounded; the next sweep goes on.</summary>
+    public int MaxDeletesPerSweep { get; set; } = 50_000;
 }
