@@ -138,6 +138,8 @@ public static partial class GatewayServer
         // No "Server: Kestrel" banner: the upstream's own Server header is stripped too (SECURITY.md).
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
         builder.Services.AddFuncProxy(builder.Configuration);
+        // Audit retention: on Functions a timer function runs the sweep; here a hosted service does.
+        builder.Services.AddHostedService<FuncProxy.Admin.AuditRetentionService>();
         configure?.Invoke(builder);
         var app = builder.Build();
         app.MapFuncProxy();

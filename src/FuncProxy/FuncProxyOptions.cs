@@ -32,12 +32,35 @@ public sealed class FuncProxyOptions
     /// <summary>The management API under <c>/api/admin/</c>: who may call it and how hard.</summary>
     public AdminOptions Admin { get; set; } = new();
 
+    /// <summary>The audit log: how long its events are kept.</summary>
+    public AuditOptions Audit { get; set; } = new();
+
     /// <summary>
     /// Proxies (IP addresses or CIDR ranges such as <c>10.0.0.0/8</c>) whose <c>X-Forwarded-For</c> is believed when
     /// working out a caller's IP for lockouts, admin rate limits and the audit log. Empty (the default): the connection's
     /// remote address is the client, and <c>X-Forwarded-For</c> is ignored, since anyone can send it.
     /// </summary>
     public List<string> TrustedProxies { get; set; } = [];
+
+    /// <summary>
+    /// The name of a request header that the platform's front end writes on every request, overwriting any value the
+    /// client sent, holding the client's address (for example <c>X-Client-IP</c> on App Service and Azure Functions; see
+    /// docs/deploy.md for how to check it on a deployment). When set, that header is the client's address for lockouts,
+    /// admin rate limits and the audit log, and <see cref="TrustedProxies"/> is not used; a request without exactly one
+    /// well-formed address in it is treated as coming from a proxy hop and never counted towards a lockout.
+    /// Unset (the default): the connection's address and <see cref="TrustedProxies"/> decide. Set it only when every
+    /// request reaches the gateway through such a front end, since anyone can send the header.
+    /// </summary>
+    public string? ClientIpHeader { get; set; }
+
+    /// <summary>
+    /// True when every connection comes from a front end, never straight from a client, so the connection's address
+    /// is a proxy hop: without <see cref="ClientIpHeader"/> (or a client found in <c>X-Forwarded-For</c> through
+    /// <see cref="TrustedProxies"/>) callers cannot be told apart and nobody is locked out, rather than everybody.
+    /// Default false; the Functions host sets it to true unless configured, because the Functions host's forwarder makes
+    /// a front-end address the connection's address of every request (docs/deploy.md, "Client addresses").
+    /// </summary>
+    public bool BehindFrontEnd { get; set; }
 
     /// <summary>Default rate limits and quotas for every key (a key's own <c>Limits</c> override them), and how the distributed limiter behaves.</summary>
     public LimitOptions Limits { get; set; } = new();
@@ -332,4 +355,21 @@ public sealed class LimitOptions
 
     /// <summary>How often usage totals are written to the <c>usage</c> table (also on shutdown).</summary>
     public TimeSpan UsageFlushInterval { get; set; } = TimeSpan.FromSeconds(10);
+}
+
+/// <summary>Audit log settings.</summary>
+public sealed class AuditOptions
+{
+    /// <summary>
+    /// How long audit events are kept (1 day to 100 years). Older events, in the time view and in each key's view, are
+    /// deleted by a scheduled sweep: a hosted service on the Kestrel host (every <see cref="SweepInterval"/>), a timer
+    /// function on the Functions host (daily). Export what you must keep longer first (<c>audit export</c>).
+    /// </summary>
+    public TimeSpan Retention { get; set; } = TimeSpan.FromDays(400);
+
+    /// <summary>How often the Kestrel host sweeps (1 second to 7 days; the first sweep runs a minute after start).</summary>
+    public TimeSpan SweepInterval { get; set; } = TimeSpan.FromHours(6);
+
+    /// <summary>At most this many rows are deleted by one sweep (100 to 1,000,000), so a first sweep over a large backlog is bounded; the next sweep goes on.</summary>
+    public int MaxDeletesPerSweep { get; set; } = 50_000;
 }

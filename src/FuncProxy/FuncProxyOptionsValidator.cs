@@ -95,6 +95,22 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
                 errors.Add($"{P}:TrustedProxies: '{proxy}' is not an IP address or CIDR range.");
             }
         }
+        if (!string.IsNullOrWhiteSpace(options.ClientIpHeader) && options.ClientIpHeader.Trim().Any(c => c <= ' ' || c >= 127 || c == ':'))
+        {
+            errors.Add($"{P}:ClientIpHeader must be a valid header name (such as X-Client-IP) or left unset.");
+        }
+        if (options.Audit.Retention < TimeSpan.FromDays(1) || options.Audit.Retention > TimeSpan.FromDays(36_500))
+        {
+            errors.Add($"{P}:Audit:Retention must be between 1 day and 100 years (e.g. 400.00:00:00).");
+        }
+        if (options.Audit.SweepInterval < TimeSpan.FromSeconds(1) || options.Audit.SweepInterval > TimeSpan.FromDays(7))
+        {
+            errors.Add($"{P}:Audit:SweepInterval must be between 1 second and 7 days.");
+        }
+        if (options.Audit.MaxDeletesPerSweep is < 100 or > 1_000_000)
+        {
+            errors.Add($"{P}:Audit:MaxDeletesPerSweep must be between 100 and 1000000.");
+        }
         ValidateLimits(options.Limits, errors);
 
         if (!Enum.IsDefined(options.Spend.UnpricedModels))

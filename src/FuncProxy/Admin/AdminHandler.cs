@@ -25,6 +25,7 @@ namespace FuncProxy.Admin;
 /// POST keys/{id}/disable | enable | revoke | rotate
 /// GET  keys/{id}/usage?from=&amp;to=
 /// GET  audit?keyId=&amp;from=&amp;to=&amp;limit=&amp;continuationToken=
+/// GET  client-address                  (the caller's address as the gateway resolves it)
 /// </code>
 /// </summary>
 public sealed partial class AdminHandler : IDisposable
@@ -108,7 +109,8 @@ public sealed partial class AdminHandler : IDisposable
         context.Response.Headers[Problem.RequestIdHeader] = Problem.RequestId(context);
         context.Response.Headers.CacheControl = "no-store";
         context.Response.Headers.XContentTypeOptions = "nosniff";
-        var ip = _clientAddress.Resolve(context);
+        var client = _clientAddress.ResolveClient(context);
+        var ip = client.Address;
         try
         {
             using (var lease = _rateLimiter.AttemptAcquire(ip))
@@ -121,7 +123,8 @@ public sealed partial class AdminHandler : IDisposable
                     return;
                 }
             }
-            if (_lockout.IsLockedOut(ip, out var lockedFor))
+            // A proxy hop (see ClientAddress) is never locked out: that would lock out every client behind it.
+            if (!client.IsProxyHop && _lockout.IsLockedOut(ip, out var lockedFor))
             {
                 await Problem.TooManyRequestsAsync(context, "admin_locked_out", "Too many failed admin authentications from this address; try again later.", lockedFor).ConfigureAwait(false);
                 return;
@@ -137,7 +140,7 @@ public sealed partial class AdminHandler : IDisposable
             var auth = await _authenticator.AuthenticateAsync(context.Request, context.RequestAborted).ConfigureAwait(false);
             if (!auth.Succeeded)
             {
-                await RefuseAsync(context, ip, auth).ConfigureAwait(false);
+                await RefuseAsync(context, client, auth).ConfigureAwait(false);
                 return;
             }
             var audit = new AuditContext(auth.Actor!, ip, Problem.RequestId(context));
@@ -154,14 +157,15 @@ public sealed partial class AdminHandler : IDisposable
         }
     }
 
-    private async Task RefuseAsync(HttpContext context, string ip, AdminAuthentication auth)
+    private async Task RefuseAsync(HttpContext context, ResolvedClient client, AdminAuthentication auth)
     {
+        var ip = client.Address;
         var actor = auth.Actor ?? "anonymous";
         var audit = new AuditContext(actor, ip, Problem.RequestId(context));
         var forbidden = auth.Refusal == AdminRefusal.Forbidden;
         Log.AuthenticationFailed(_logger, ip, actor, auth.Detail ?? "");
         await AuditAsync(audit, "admin.auth_failed", null, forbidden ? "denied" : "unauthenticated", auth.Detail).ConfigureAwait(false);
-        if (_lockout.RecordFailure(ip))
+        if (!client.IsProxyHop && _lockout.RecordFailure(ip))
         {
             var lockout = _options.CurrentValue.Admin.LockoutDuration;
             Log.LockedOut(_logger, ip, lockout);
@@ -205,6 +209,8 @@ public sealed partial class AdminHandler : IDisposable
                 return method == "GET" ? WithIdAsync(context, id, () => UsageAsync(context, id)) : MethodNotAllowedAsync(context, "GET");
             case ["audit"]:
                 return method == "GET" ? AuditQueryAsync(context) : MethodNotAllowedAsync(context, "GET");
+            case ["client-address"]:
+                return method == "GET" ? ClientAddressAsync(context) : MethodNotAllowedAsync(context, "GET");
             default:
                 return Problem.WriteAsync(context, StatusCodes.Status404NotFound, "not_found", "Not Found", "No such management API route; see /api/admin/openapi.json.");
         }
@@ -502,6 +508,21 @@ public sealed partial class AdminHandler : IDisposable
                 requestsWithoutUsage = r.RequestsWithoutUsage,
             }),
         }).ConfigureAwait(false);
+    }
+
+    // What the gateway takes the caller's address to be, and from where: how an operator checks FuncProxy:ClientIpHeader
+    // and FuncProxy:TrustedProxies on a deployment (docs/deploy.md). Addresses only; no header value is echoed.
+    private Task ClientAddressAsync(HttpContext context)
+    {
+        var client = _clientAddress.ResolveClient(context);
+        var connection = context.Connection.RemoteIpAddress;
+        return WriteJsonAsync(context, StatusCodes.Status200OK, new
+        {
+            clientIp = client.Address,
+            source = client.Source,
+            proxyHop = client.IsProxyHop,
+            connectionIp = connection is null ? "unknown" : (connection.IsIPv4MappedToIPv6 ? connection.MapToIPv4() : connection).ToString(),
+        });
     }
 
     private async Task AuditQueryAsync(HttpContext context)

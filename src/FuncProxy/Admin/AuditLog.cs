@@ -1,7 +1,9 @@
 using System.Buffers.Text;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.RegularExpressions;
+using Azure;
 using Azure.Data.Tables;
 using FuncProxy.Keys;
 
@@ -38,12 +40,16 @@ public sealed record AuditContext(string Actor, string ClientIp, string? Request
 /// Inverted ticks make the newest event come first in a partition. The price is two writes per event and, for a
 /// time query across days, one query per day (a day partition grows with admin traffic only, never with client calls).
 /// The two rows are separate partitions, so no transaction ties them: a crash between them can leave an event in one
-/// view only (logged). Table Storage has no TTL; retention is an operator's clean-up of old <c>d</c> partitions.
+/// view only (logged). Table Storage has no TTL: <see cref="DeleteOlderThanAsync"/>, run on a schedule by
+/// <see cref="AuditRetention"/>, enforces <see cref="AuditOptions.Retention"/>.
 /// </summary>
 public sealed class AuditLog
 {
     /// <summary>The widest time range one query may span.</summary>
     public static readonly TimeSpan MaxRange = TimeSpan.FromDays(93);
+
+    /// <summary>The most operations one table transaction may hold.</summary>
+    private const int MaxTransactionSize = 100;
 
     private static readonly Regex CursorShape = new(@"^(d\d{8}|k[a-z2-7]{16})\|\d{19}-[0-9a-f]{12}$", RegexOptions.CultureInvariant);
 
@@ -145,6 +151,93 @@ public sealed class AuditLog
             }
         }
         return (entries, null);
+    }
+
+    /// <summary>
+    /// Deletes every event older than <paramref name="cutoff"/> from both views (the day partitions up to the cutoff's
+    /// day and every key partition), at most <paramref name="maxDeletes"/> rows, in table transactions of up to 100
+    /// deletes within one partition. Safe to run on several instances at once: a row another sweep deleted first is
+    /// skipped. Returns the number of rows deleted.
+    /// </summary>
+    public async Task<int> DeleteOlderThanAsync(DateTimeOffset cutoff, int maxDeletes, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxDeletes, 1);
+        var table = await _tables.GetAuditAsync(cancellationToken).ConfigureAwait(false);
+        // Older rows have larger inverted ticks, so they sort after the cutoff's: "." sorts after the "-" that follows
+        // the ticks, so a row at exactly the cutoff is kept.
+        var older = InvertedTicks(cutoff) + ".";
+        string[] filters =
+        [
+            TableClient.CreateQueryFilter($"PartitionKey ge {"d"} and PartitionKey le {DayPartition(cutoff)} and RowKey gt {older}"),
+            TableClient.CreateQueryFilter($"PartitionKey ge {"k"} and PartitionKey lt {"l"} and RowKey gt {older}"),
+        ];
+        var deleted = 0;
+        var batch = new List<TableTransactionAction>(MaxTransactionSize);
+        foreach (var filter in filters)
+        {
+            await foreach (var row in table.QueryAsync<TableEntity>(filter, maxPerPage: 1000, select: ["PartitionKey", "RowKey"], cancellationToken: cancellationToken).ConfigureAwait(false))
+            {
+                if (batch.Count == MaxTransactionSize || (batch.Count > 0 && batch[0].Entity.PartitionKey != row.PartitionKey))
+                {
+                    deleted += await DeleteBatchAsync(table, batch, cancellationToken).ConfigureAwait(false);
+                }
+                if (deleted + batch.Count >= maxDeletes)
+                {
+                    break;
+                }
+                batch.Add(new TableTransactionAction(TableTransactionActionType.Delete, row, ETag.All));
+            }
+            deleted += await DeleteBatchAsync(table, batch, cancellationToken).ConfigureAwait(false);
+            if (deleted >= maxDeletes)
+            {
+                break;
+            }
+        }
+        return deleted;
+    }
+
+    /// <summary>
+    /// Every event in [<paramref name="from"/>, <paramref name="to"/>), newest first, page by page: what
+    /// <c>audit export</c> writes. No range limit; one query per day partition.
+    /// </summary>
+    public async IAsyncEnumerable<AuditEntry> ReadAllAsync(DateTimeOffset from, DateTimeOffset to, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        string? cursor = null;
+        do
+        {
+            var (entries, next) = await QueryAsync(null, from, to, 1000, cursor, cancellationToken).ConfigureAwait(false);
+            foreach (var entry in entries)
+            {
+                yield return entry;
+            }
+            cursor = next;
+        }
+        while (cursor is not null);
+    }
+
+    private static async Task<int> DeleteBatchAsync(TableClient table, List<TableTransactionAction> batch, CancellationToken cancellationToken)
+    {
+        if (batch.Count == 0)
+        {
+            return 0;
+        }
+        var count = batch.Count;
+        try
+        {
+            await table.SubmitTransactionAsync(batch, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TableTransactionFailedException e) when (e.Status == 404)
+        {
+            // Another sweep deleted one of these first; the transaction was all or nothing, so delete one by one.
+            count = 0;
+            foreach (var action in batch)
+            {
+                var response = await table.DeleteEntityAsync(action.Entity.PartitionKey, action.Entity.RowKey, ETag.All, cancellationToken).ConfigureAwait(false);
+                count += response.Status == 404 ? 0 : 1;
+            }
+        }
+        batch.Clear();
+        return count;
     }
 
     internal static string DayPartition(DateTimeOffset time) => "d" + time.UtcDateTime.ToString("yyyyMMdd", CultureInfo.InvariantCulture);

@@ -42,6 +42,8 @@ public static class FuncProxyServiceCollectionExtensions
         services.TryAddSingleton<AdminKeyStore>();
         services.TryAddSingleton<AdminAuthenticator>();
         services.TryAddSingleton<AuditLog>();
+        // Run on a schedule by each host: AuditRetentionService on Kestrel, a timer function on Functions.
+        services.TryAddSingleton<AuditRetention>();
         services.TryAddSingleton<IdempotencyStore>();
         services.TryAddSingleton<KeyRequests>();
         services.TryAddSingleton<AdminHandler>();

@@ -134,8 +134,10 @@ public sealed partial class ProxyHandler
         }
 
         // 2. Authenticate. An IP that keeps presenting refused keys is locked out first, so nobody guesses keys at speed.
-        var clientIp = _clientAddress.Resolve(context);
-        if (_keyLockout.IsLockedOut(clientIp, out var lockedFor))
+        // A proxy hop (see ClientAddress) is never locked out: that would lock out every client behind it.
+        var client = _clientAddress.ResolveClient(context);
+        var clientIp = client.Address;
+        if (!client.IsProxyHop && _keyLockout.IsLockedOut(clientIp, out var lockedFor))
         {
             await Problem.TooManyRequestsAsync(context, "too_many_failed_keys",
                 "Too many refused API keys from this address; try again later.", lockedFor).ConfigureAwait(false);
@@ -161,7 +163,7 @@ public sealed partial class ProxyHandler
         if (!auth.Succeeded)
         {
             Log.KeyRefused(_logger, auth.KeyId ?? "(none)", auth.Refusal, route.Name);
-            if (auth.Refusal != KeyRefusal.Missing && _keyLockout.RecordFailure(clientIp))
+            if (auth.Refusal != KeyRefusal.Missing && !client.IsProxyHop && _keyLockout.RecordFailure(clientIp))
             {
                 Log.ClientLockedOut(_logger, clientIp);
             }

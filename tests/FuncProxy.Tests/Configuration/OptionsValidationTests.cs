@@ -15,6 +15,7 @@ public sealed class OptionsValidationTests
     [InlineData("FuncProxy:Proxy:UpstreamTimeout", "-00:00:01", "Proxy:UpstreamTimeout must be positive")]
     [InlineData("FuncProxy:Keys:CacheDuration", "01:00:00", "Keys:CacheDuration must be between 0 and 5 minutes")]
     [InlineData("FuncProxy:Storage:TablePrefix", "1bad-prefix", "TablePrefix must be letters and digits")]
+    [InlineData("FuncProxy:ClientIpHeader", "X-Client IP:", "FuncProxy:ClientIpHeader must be a valid header name")]
     public async Task A_bad_setting_fails_the_start_with_a_message_naming_it(string name, string value, string expected)
     {
         var settings = new Dictionary<string, string?>
