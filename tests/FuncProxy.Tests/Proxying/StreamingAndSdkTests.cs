@@ -127,7 +127,9 @@ public sealed class StreamingAndSdkTests(GatewayFixture fixture) : IClassFixture
         var key = await Gateway.MintKeyAsync("claude");
         var message = await AnthropicThroughGateway(key.Value).Messages.Create(Hello());
         Assert.Equal("Hello from the stub.", string.Concat(message.Content.Select(c => c.Value is TextBlock t ? t.Text : "")));
-        Assert.Equal(UpstreamStub.PromptTokens, message.Usage.InputTokens);
+        // Anthropic counts cache reads apart from input_tokens, as the stub reports them.
+        Assert.Equal(UpstreamStub.PromptTokens - UpstreamStub.CachedTokens, message.Usage.InputTokens);
+        Assert.Equal(UpstreamStub.CachedTokens, message.Usage.CacheReadInputTokens);
     }
 
     [Fact]
