@@ -492,7 +492,7 @@ public sealed partial class AdminHandler : IDisposable
                 inputTokens = rows.Sum(r => r.InputTokens),
                 outputTokens = rows.Sum(r => r.OutputTokens),
             },
-            hours = rows.Select(r => new { hour = r.Hour, upstream = r.Upstream, requests = r.Requests, inputTokens = r.InputTokens, outputTokens = r.OutputTokens }),
+            hours = rows.Select(r => new { hour = r.Hour, upstream = r.Upstream, backend = r.Backend, requests = r.Requests, inputTokens = r.InputTokens, outputTokens = r.OutputTokens }),
         }).ConfigureAwait(false);
     }
 

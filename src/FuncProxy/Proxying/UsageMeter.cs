@@ -12,10 +12,14 @@ using Microsoft.Extensions.Options;
 namespace FuncProxy.Proxying;
 
 /// <summary>One call's usage, as recorded off the request path.</summary>
-internal readonly record struct UsageRecord(string KeyId, string Upstream, DateTimeOffset At, TokenUsage Usage);
+internal readonly record struct UsageRecord(string KeyId, string Upstream, DateTimeOffset At, TokenUsage Usage, string Backend = Backends.Backend.DefaultName);
 
-/// <summary>A key's metered use in one hour on one upstream, summed over the instances that served it.</summary>
-public sealed record UsageRow(DateTimeOffset Hour, string Upstream, long Requests, long InputTokens, long OutputTokens, long RequestsWithoutUsage);
+/// <summary>A key's metered use in one hour on one backend of one upstream, summed over the instances that served it.</summary>
+public sealed record UsageRow(DateTimeOffset Hour, string Upstream, long Requests, long InputTokens, long OutputTokens, long RequestsWithoutUsage)
+{
+    /// <summary>The backend of the upstream's pool that served the calls (<c>default</c> for an upstream with one <c>BaseUrl</c>).</summary>
+    public string Backend { get; init; } = Backends.Backend.DefaultName;
+}
 
 /// <summary>Reads a key's metered use; the management API and the CLI report it, <see cref="UsageMeter"/> writes and reads it.</summary>
 public interface IUsageReader
@@ -26,9 +30,9 @@ public interface IUsageReader
 
 /// <summary>
 /// Step 7 of the request path: reads each call's token usage from the response as it streams, settles the token
-/// reservation with it, and meters it into the <c>usage</c> table per key, hour and upstream. The request path only
+/// reservation with it, and meters it into the <c>usage</c> table per key, hour, upstream and backend. The request path only
 /// writes to a channel; a background loop adds up and flushes every <see cref="LimitOptions.UsageFlushInterval"/> and
-/// on shutdown. Each instance writes its own rows (PartitionKey = key id, RowKey = <c>{yyyyMMddHH}|{upstream}|{instance}</c>)
+/// on shutdown. Each instance writes its own rows (PartitionKey = key id, RowKey = <c>{yyyyMMddHH}|{upstream}|{backend}|{instance}</c>)
 /// with cumulative totals, so writes never conflict and need no read; a key's usage is the sum over instances
 /// (<see cref="ReadAsync"/>). Rows of one key go in table transactions of up to 100.
 /// </summary>
@@ -43,7 +47,7 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
     private readonly ILogger _logger;
     private readonly Channel<UsageRecord> _channel = Channel.CreateBounded<UsageRecord>(
         new BoundedChannelOptions(MaxPending) { SingleReader = true, FullMode = BoundedChannelFullMode.DropWrite });
-    private readonly Dictionary<(string KeyId, string Hour, string Upstream), Row> _rows = [];
+    private readonly Dictionary<(string KeyId, string Hour, string Upstream, string Backend), Row> _rows = [];
     private readonly SemaphoreSlim _flushing = new(1, 1);
     private readonly string _instance = Guid.NewGuid().ToString("N")[..12];
     private long _dropped;
@@ -88,7 +92,7 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
             while (_channel.Reader.TryRead(out var r))
             {
                 var hour = new DateTimeOffset(r.At.Year, r.At.Month, r.At.Day, r.At.Hour, 0, 0, TimeSpan.Zero);
-                var id = (r.KeyId, hour.ToString(HourFormat, CultureInfo.InvariantCulture), r.Upstream);
+                var id = (r.KeyId, hour.ToString(HourFormat, CultureInfo.InvariantCulture), r.Upstream, r.Backend);
                 if (!_rows.TryGetValue(id, out var row))
                 {
                     _rows[id] = row = new Row(hour);
@@ -104,9 +108,10 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
             {
                 foreach (var batch in partition.Chunk(100))
                 {
-                    var actions = batch.Select(r => new TableTransactionAction(TableTransactionActionType.UpsertReplace, new TableEntity(r.Key.KeyId, $"{r.Key.Hour}|{r.Key.Upstream}|{_instance}")
+                    var actions = batch.Select(r => new TableTransactionAction(TableTransactionActionType.UpsertReplace, new TableEntity(r.Key.KeyId, $"{r.Key.Hour}|{r.Key.Upstream}|{r.Key.Backend}|{_instance}")
                     {
                         ["Upstream"] = r.Key.Upstream,
+                        ["Backend"] = r.Key.Backend,
                         ["Hour"] = r.Value.Hour,
                         ["Requests"] = r.Value.Requests,
                         ["InputTokens"] = r.Value.InputTokens,
@@ -142,7 +147,7 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
     }
 
     /// <summary>
-    /// A key's usage for the hours that start in [<paramref name="from"/>, <paramref name="to"/>), per hour and upstream,
+    /// A key's usage for the hours that start in [<paramref name="from"/>, <paramref name="to"/>), per hour, upstream and backend,
     /// summed over the instances that served it, oldest first. One partition query on the hour prefix of the row keys.
     /// </summary>
     public async Task<IReadOnlyList<UsageRow>> ReadAsync(string keyId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken = default)
@@ -159,15 +164,17 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
         var lower = from.UtcDateTime.ToString(HourFormat, CultureInfo.InvariantCulture);
         var upper = endHour.ToString(HourFormat, CultureInfo.InvariantCulture);
         var filter = TableClient.CreateQueryFilter($"PartitionKey eq {keyId} and RowKey ge {lower} and RowKey lt {upper}");
-        var sums = new SortedDictionary<(DateTimeOffset Hour, string Upstream), UsageRow>();
+        var sums = new SortedDictionary<(DateTimeOffset Hour, string Upstream, string Backend), UsageRow>();
         await foreach (var e in table.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken).ConfigureAwait(false))
         {
             if (e.GetDateTimeOffset("Hour") is not { } hour || e.GetString("Upstream") is not { } upstream)
             {
                 continue;
             }
-            var at = (hour.ToUniversalTime(), upstream);
-            var s = sums.GetValueOrDefault(at) ?? new UsageRow(at.Item1, upstream, 0, 0, 0, 0);
+            // Rows written before backend pools have no Backend: their upstream had its one default backend.
+            var backend = e.GetString("Backend") ?? Backends.Backend.DefaultName;
+            var at = (hour.ToUniversalTime(), upstream, backend);
+            var s = sums.GetValueOrDefault(at) ?? new UsageRow(at.Item1, upstream, 0, 0, 0, 0) { Backend = backend };
             sums[at] = s with
             {
                 Requests = s.Requests + (e.GetInt64("Requests") ?? 0),
@@ -265,12 +272,15 @@ public sealed class Metering : IDisposable
         _startedAt = startedAt;
     }
 
-    private bool _forwarded;
+    private string? _backend;
 
     public TokenUsage Usage => _reader.Usage;
 
-    /// <summary>The call goes to the upstream now; a call the gateway answered itself (e.g. 503 for a missing secret) is not metered.</summary>
-    public void Forwarding() => _forwarded = true;
+    /// <summary>
+    /// The call goes to <paramref name="backend"/> now (the last one named served it); a call the gateway answered itself
+    /// (e.g. 503 for a missing secret) is not metered.
+    /// </summary>
+    public void Forwarding(string backend) => _backend = backend;
 
     public void Dispose()
     {
@@ -284,9 +294,9 @@ public sealed class Metering : IDisposable
             // Refused by the gateway or the upstream: nothing was generated, so nothing is charged.
             _admission.SettleTokens(0);
         }
-        if (_forwarded)
+        if (_backend is { } backend)
         {
-            _meter.Record(new UsageRecord(_keyId, _upstream, _startedAt, usage));
+            _meter.Record(new UsageRecord(_keyId, _upstream, _startedAt, usage, backend));
         }
     }
 }

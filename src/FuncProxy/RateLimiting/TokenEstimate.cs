@@ -42,7 +42,7 @@ internal static class TokenEstimate
         return input + ((maxOutput ?? options.DefaultOutputTokens) * Math.Max(choices, 1));
     }
 
-    private static bool IsJson(string? contentType) =>
+    internal static bool IsJson(string? contentType) =>
         contentType is not null && (contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase)
             || contentType.Contains("+json", StringComparison.OrdinalIgnoreCase));
 

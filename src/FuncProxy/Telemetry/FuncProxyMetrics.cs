@@ -21,6 +21,9 @@ public sealed class FuncProxyMetrics
     private readonly Counter<long> _keyCacheMisses;
     private readonly Counter<long> _secretCacheHits;
     private readonly Counter<long> _secretCacheMisses;
+    private readonly Counter<long> _backendRequests;
+    private readonly Counter<long> _failovers;
+    private readonly Counter<long> _breakerOpenings;
 
     public FuncProxyMetrics(IMeterFactory meterFactory)
     {
@@ -33,6 +36,9 @@ public sealed class FuncProxyMetrics
         _keyCacheMisses = Meter.CreateCounter<long>("funcproxy.key_cache.misses", "{lookup}", "Key record lookups that waited for storage.");
         _secretCacheHits = Meter.CreateCounter<long>("funcproxy.secret_cache.hits", "{lookup}", "Secret lookups answered from memory.");
         _secretCacheMisses = Meter.CreateCounter<long>("funcproxy.secret_cache.misses", "{lookup}", "Secret lookups that waited for the secret source.");
+        _backendRequests = Meter.CreateCounter<long>("funcproxy.backend.requests", "{request}", "Attempts sent to each backend of a pool, by outcome and status.");
+        _failovers = Meter.CreateCounter<long>("funcproxy.backend.failovers", "{attempt}", "Attempts that moved a call on to another backend, by the backend left and why.");
+        _breakerOpenings = Meter.CreateCounter<long>("funcproxy.backend.breaker_openings", "{opening}", "Circuit breakers opened, by backend and reason (RetryAfter, ConsecutiveFailures, Shared).");
     }
 
     public Meter Meter { get; }
@@ -54,6 +60,15 @@ public sealed class FuncProxyMetrics
 
     public void UpstreamDuration(string upstream, int? status, TimeSpan elapsed) =>
         _upstreamDuration.Record(elapsed.TotalSeconds, new TagList { { "funcproxy.upstream", upstream }, { "http.response.status_code", status ?? 0 } });
+
+    public void BackendRequest(string upstream, string backend, string outcome, int? status) =>
+        _backendRequests.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.backend", backend }, { "funcproxy.outcome", outcome }, { "http.response.status_code", status ?? 0 } });
+
+    public void Failover(string upstream, string backend, string reason) =>
+        _failovers.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.backend", backend }, { "funcproxy.reason", reason } });
+
+    public void BreakerOpened(string upstream, string backend, Backends.BreakerReason reason) =>
+        _breakerOpenings.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.backend", backend }, { "funcproxy.reason", reason.ToString() } });
 
     public void KeyCache(bool hit) => (hit ? _keyCacheHits : _keyCacheMisses).Add(1);
 
