@@ -11,7 +11,7 @@ using Microsoft.Extensions.Options;
 namespace FuncProxy.Backends;
 
 /// <summary>
-/// Shares opened circuit breakers between instances through the <c>breakers</c> table (PartitionKey = upstream,
+/// Shares the opened circuit breakers of backend pools (upstreams configured with <c>Backends</c>) between instances through the <c>breakers</c> table (PartitionKey = upstream,
 /// RowKey = backend, <c>OpenUntil</c>). An instance whose breaker opens writes one small row, off the request path; every
 /// instance reads the rows still open with one query each <see cref="ProxyOptions.BreakerSyncInterval"/> and stays away from
 /// those backends as long. No call ever waits for this table, and once warm a call costs it no storage operation.
@@ -28,6 +28,7 @@ public sealed partial class BreakerBoard : BackgroundService
     private readonly FuncProxyMetrics _metrics;
     private readonly ILogger _logger;
     private readonly string _instance = Guid.NewGuid().ToString("N")[..12];
+    private readonly bool _sharing;
     private readonly Channel<Opening> _openings = Channel.CreateBounded<Opening>(
         new BoundedChannelOptions(1000) { SingleReader = true, FullMode = BoundedChannelFullMode.DropOldest });
     private long _reads;
@@ -45,6 +46,8 @@ public sealed partial class BreakerBoard : BackgroundService
         _catalog = catalog;
         _clock = clock;
         _options = options.Value.Proxy;
+        // An upstream with a plain BaseUrl keeps its breaker to itself: nothing to read or write without a pool.
+        _sharing = _options.ShareBreakers && catalog.Routes.Any(r => r.IsPool);
         _metrics = metrics;
         _logger = logger;
     }
@@ -58,7 +61,7 @@ public sealed partial class BreakerBoard : BackgroundService
     /// <summary>A breaker opened on this instance until <paramref name="until"/> (local clock): tell the others (queued; written by the background loop).</summary>
     internal void Opened(Backend backend, DateTimeOffset until, BreakerReason reason)
     {
-        if (_options.ShareBreakers)
+        if (_sharing && _catalog.Find(backend.Upstream) is { IsPool: true })
         {
             _openings.Writer.TryWrite(new Opening(backend.Upstream, backend.Name, until, reason));
         }
@@ -95,7 +98,7 @@ public sealed partial class BreakerBoard : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (!_options.ShareBreakers)
+        if (!_sharing)
         {
             return;
         }

@@ -26,10 +26,14 @@ public sealed class UpstreamRoute
                 Timeout = options.Timeout,
             }, timeout, root.Storage.ManagedIdentityClientId, options.Breaker)];
         Pool = new BackendPool(backends, now);
+        IsPool = options.Backends.Count > 0;
         Provider = options.Provider ?? InferProvider(backends);
     }
 
     public string Name { get; }
+
+    /// <summary>True when configured with <c>Backends</c> (not a plain <c>BaseUrl</c>): only pools share their breakers between instances.</summary>
+    public bool IsPool { get; }
 
     /// <summary>The backends calls go to, best first.</summary>
     public BackendPool Pool { get; }
