@@ -497,7 +497,7 @@ public sealed partial class AdminHandler : IDisposable
             },
             hours = rows.Select(r => new
             {
-                hour = r.Hour, upstream = r.Upstream, model = r.Model.Length == 0 ? null : r.Model, requests = r.Requests, inputTokens = r.InputTokens,
+                hour = r.Hour, upstream = r.Upstream, model = r.Model.Length == 0 ? null : r.Model, backend = r.Backend, requests = r.Requests, inputTokens = r.InputTokens,
                 outputTokens = r.OutputTokens, cachedInputTokens = r.CachedInputTokens, costUsd = r.CostMicroUsd / 1_000_000m,
                 requestsWithoutUsage = r.RequestsWithoutUsage,
             }),
