@@ -19,6 +19,7 @@ namespace FuncProxy.Admin;
 /// every change, authentication failure and lockout is written to the audit log. Routes (see openapi.json):
 /// <code>
 /// GET  openapi.json                    (no credential needed)
+/// GET  console/{file}                  (the operator console's static files, no credential: OperatorConsole.ConsoleAssets)
 /// GET  keys?owner=&amp;status=&amp;upstream=&amp;limit=&amp;continuationToken=
 /// POST keys                            (Idempotency-Key honoured)
 /// GET  keys/{id}         PATCH keys/{id}
