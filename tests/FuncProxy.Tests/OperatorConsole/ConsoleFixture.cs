@@ -11,7 +11,7 @@ public sealed class ConsoleFixture : IAsyncLifetime
 {
     private ConsoleBrowser? _browser;
 
-    public UpstreamStub Stub { get; private set; } = null!;
+    public UpstreamStub? Stub { get; private set; }
     public GatewayHost Gateway { get; private set; } = null!;
     public string AdminKey { get; private set; } = null!;
 
@@ -43,7 +43,14 @@ public sealed class ConsoleFixture : IAsyncLifetime
         {
             await _browser.DisposeAsync();
         }
-        await Gateway.DisposeAsync();
-        await Stub.DisposeAsync();
+        // Null-safe: a start that failed half way must not hide its own error behind this one.
+        if (Gateway is not null)
+        {
+            await Gateway.DisposeAsync();
+        }
+        if (Stub is not null)
+        {
+            await Stub.DisposeAsync();
+        }
     }
 }

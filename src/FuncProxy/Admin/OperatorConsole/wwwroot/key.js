@@ -206,13 +206,19 @@ export async function editView(id) {
   const expires = h('input', { type: 'text', name: 'expiresAt', value: key.expiresAt ?? '', placeholder: '2027-01-31T00:00:00Z' });
   const [limitsElement, readLimits] = await limitsEditor(key.limits);
   const [metadataElement, readMetadata] = metadataEditor(key.metadata);
+  // Fields this page has no form for (added to the API later, e.g. allowedModels, modelAliases): edited as JSON.
+  const others = Object.entries(key).filter(([k]) => !recordFields.includes(k))
+    .map(([k, v]) => [k, h('textarea', { name: k, rows: '3', spellcheck: 'false', value: JSON.stringify(v ?? null, null, 2) })]);
+  const othersElement = others.length > 0 && h('fieldset', {}, h('legend', {}, 'Other fields (JSON)'),
+    h('p', { class: 'hint' }, 'As the API returns them; null removes. Sent only when changed.'),
+    others.map(([k, area]) => field(label(k), area)));
   const slot = h('div', { class: 'error-slot' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Save changes');
   const form = h('form', { class: 'card' },
     field('Name', name), field('Owner', owner, 'Empty: no owner.'),
     field('Allowed upstreams', upstreams, 'Comma separated upstream names, or *.'),
     field('Expires at', expires, 'RFC 3339 with an offset; empty: never expires.'),
-    limitsElement, metadataElement, slot,
+    limitsElement, metadataElement, othersElement, slot,
     h('div', { class: 'actions' }, submit, h('a', { href: `#/keys/${encodeURIComponent(id)}`, class: 'button secondary' }, 'Cancel')));
 
   form.addEventListener('submit', async (event) => {
@@ -234,6 +240,17 @@ export async function editView(id) {
     if (!same(metadata, oldMetadata)) {
       patch.metadata = { ...metadata };
       for (const k of Object.keys(oldMetadata)) if (!(k in metadata)) patch.metadata[k] = null;
+    }
+    for (const [k, area] of others) {
+      let parsed;
+      try {
+        parsed = JSON.parse(area.value.trim() === '' ? 'null' : area.value);
+      } catch {
+        show(slot, errorPanel({ message: `${label(k)} is not valid JSON.` }));
+        area.focus();
+        return;
+      }
+      if (!same(parsed, key[k] ?? null)) patch[k] = parsed;
     }
     if (Object.keys(patch).length === 0) {
       show(slot, h('p', { class: 'notice', role: 'status' }, 'Nothing changed.'));
