@@ -89,7 +89,7 @@ public sealed class ConsoleBrowserTests : IClassFixture<ConsoleFixture>
         var key = await page.Locator("#new-key").InputValueAsync();
         Assert.StartsWith("fpk_", key, StringComparison.Ordinal);
         await page.GetByRole(AriaRole.Button, new() { Name = "Copy key" }).ClickAsync();
-        await Expect(page.GetByText("Copied.")).ToBeVisibleAsync();
+        await Expect(page.GetByRole(AriaRole.Region, new() { Name = "Store this key now" }).GetByRole(AriaRole.Status)).ToHaveTextAsync("Copied.");
         Assert.Equal(key, await page.EvaluateAsync<string>("() => navigator.clipboard.readText()"));
         await ScreenshotAsync(page, "created");
 

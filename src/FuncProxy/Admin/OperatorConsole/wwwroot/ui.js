@@ -1,5 +1,5 @@
 // Pieces the views share: error panels, confirmation dialogs, the key-shown-once panel.
-import { h, show, announce } from './dom.js';
+import { h, show } from './dom.js';
 
 /** An error as the API described it: its problem+json detail, each bad field, and the request id for the logs. */
 export function errorPanel(error) {
@@ -66,6 +66,7 @@ export function dialog({ heading, content, confirm, danger, onConfirm }) {
 /** The key value, shown once: a clear warning, the value, a copy button. */
 export function keyShownOnce(key, note) {
   const output = h('input', { type: 'text', readonly: true, value: key, class: 'key-value', id: 'new-key', 'aria-label': 'New key value' });
+  // Its own status region: the copy result is announced once (not also through the page's live region).
   const copied = h('span', { class: 'muted small', role: 'status' });
   const copy = h('button', {
     type: 'button',
@@ -78,7 +79,6 @@ export function keyShownOnce(key, note) {
         output.select();
         copied.textContent = 'Selected: press Ctrl+C (or Cmd+C) to copy.';
       }
-      announce(copied.textContent);
     },
   }, 'Copy key');
   return h('section', { class: 'key-once', 'aria-labelledby': 'key-once-heading' },
