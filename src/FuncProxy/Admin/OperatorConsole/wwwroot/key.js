@@ -259,7 +259,7 @@ export async function editView(id) {
     submit.disabled = true;
     try {
       await call('PATCH', keyPath(id), { body: patch, patch: true });
-      announce('Changes saved.');
+      // Announced once, by the key page's own status notice (not also through the page's live region).
       location.hash = `#/keys/${encodeURIComponent(id)}?saved=1`;
     } catch (error) {
       show(slot, errorPanel(error));
