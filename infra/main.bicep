@@ -52,6 +52,9 @@ param upstreams { *: upstream } = {
   }
 }
 
+@description('Resource ids of Azure OpenAI accounts the app calls with its managed identity (backends with Auth ManagedIdentity), comma-separated, e.g. /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.CognitiveServices/accounts/<name>. Each gets the Cognitive Services OpenAI User role for the app identity. Empty: none.')
+param openAiAccountIds string = ''
+
 @description('How long an upstream may stay silent before the gateway answers 504. Kept under the 230 s an HTTP-triggered function has to start its response on Azure.')
 param upstreamTimeout string = '00:03:30'
 
@@ -183,6 +186,26 @@ module roles 'modules/roles.bicep' = {
     monitoring
   ]
 }
+
+var openAiAccounts = filter(map(split(openAiAccountIds, ','), id => trim(id)), id => !empty(id))
+
+// One role assignment per Azure OpenAI account, in that account's resource group.
+module openAiAccess 'modules/openai-access.bicep' = [
+  for (accountId, i) in openAiAccounts: {
+    name: 'openai-access-${i}'
+    scope: resourceGroup(split(accountId, '/')[2], split(accountId, '/')[4])
+    params: {
+      accountName: last(split(accountId, '/'))
+      appIdentityName: names.identity
+      appIdentityResourceGroup: names.resourceGroup
+      appIdentitySubscriptionId: subscription().subscriptionId
+    }
+    // The identity's name is a plain string, so the dependency on it is spelled out.
+    dependsOn: [
+      identity
+    ]
+  }
+]
 
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'

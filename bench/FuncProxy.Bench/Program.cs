@@ -10,6 +10,7 @@ return mode switch
     "limiter" => await LimiterBench.RunAsync(rest),
     "peers" => await PeersBench.RunAsync(rest),
     "accuracy-processes" => await ProcessAccuracyBench.RunAsync(rest),
+    "pools" => await PoolBench.RunAsync(rest),
     _ => Usage(),
 };
 
@@ -31,6 +32,9 @@ static int Usage()
           accuracy-processes [--limit 200] [--seconds 6] [--server-dll PATH] [--local-clock] [--runs 1] [--loads 0.5,1,2,10]
               accuracy of one key's requests-per-second limit across 3 separate FuncProxy.Server processes on one
               Azurite, over HTTP, at 0.5x, 1x, 2x and 10x the limit
+          pools [--concurrency 32] [--seconds 5] [--rounds 3] [--share-seconds 30]
+              backend pools: failover cost, throughput of 3 backends vs 1, breaker-table operations per call, and how
+              many calls two other instances still send to a backend after one instance got 429 with Retry-After 30 s
         """);
     return 2;
 }

@@ -177,7 +177,9 @@ public static partial class GatewayServer
         var options = app.Services.GetRequiredService<IOptions<FuncProxyOptions>>().Value;
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("FuncProxy.Server");
         var address = app.Urls.FirstOrDefault() ?? DefaultUrl;
-        var upstreams = options.Upstreams.Count == 0 ? "(none configured)" : string.Join(", ", options.Upstreams.Select(u => $"{u.Key} -> {u.Value.BaseUrl}"));
+        var upstreams = options.Upstreams.Count == 0 ? "(none configured)" : string.Join(", ", options.Upstreams.Select(u => u.Value.Backends.Count == 0
+                ? $"{u.Key} -> {u.Value.BaseUrl}"
+                : $"{u.Key} -> [{string.Join(", ", u.Value.Backends.Select(b => $"{b.Key}: {b.Value.BaseUrl}"))}]"));
         var secrets = options.KeyVault.VaultUri is { } vault ? $"Key Vault {vault}" : "configuration (FuncProxy:Secrets)";
         Log.Serving(logger, address, upstreams, secrets);
         Log.HowToMintKey(logger, options.Upstreams.ContainsKey("openai") ? "openai" : options.Upstreams.Keys.FirstOrDefault() ?? "openai");

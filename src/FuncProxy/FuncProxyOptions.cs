@@ -166,9 +166,11 @@ public sealed class UpstreamOptions
     public string? AuthScheme { get; set; }
 
     /// <summary>The scheme actually used, after the defaults above.</summary>
-    internal string EffectiveAuthScheme => AuthScheme switch
+    internal string EffectiveAuthScheme => SchemeFor(AuthHeader, AuthScheme);
+
+    internal static string SchemeFor(string authHeader, string? authScheme) => authScheme switch
     {
-        null => string.Equals(AuthHeader, "Authorization", StringComparison.OrdinalIgnoreCase) ? "Bearer" : "",
+        null => string.Equals(authHeader, "Authorization", StringComparison.OrdinalIgnoreCase) ? "Bearer" : "",
         var s when string.Equals(s, "none", StringComparison.OrdinalIgnoreCase) => "",
         var s => s.Trim(),
     };
@@ -184,6 +186,120 @@ public sealed class UpstreamOptions
     /// docs/spend.md has a default table to start from; it is never applied by itself.
     /// </summary>
     public List<ModelPriceOptions> Prices { get; set; } = [];
+
+    /// <summary>
+    /// The OpenTelemetry <c>gen_ai.provider.name</c> of this upstream (<c>openai</c>, <c>azure.ai.openai</c>, <c>anthropic</c>, ...).
+    /// Unset: inferred from the backends' hosts (<c>*.openai.azure.com</c>, <c>api.openai.com</c>, <c>api.anthropic.com</c>), else none.
+    /// </summary>
+    public string? Provider { get; set; }
+
+    /// <summary>
+    /// A pool of backends by name (the name appears in usage rows, telemetry and breaker rows). Instead of
+    /// <see cref="BaseUrl"/>: setting both is a start error. Without it, the upstream-level <see cref="BaseUrl"/>,
+    /// <see cref="SecretName"/>, <see cref="AuthHeader"/>, <see cref="AuthScheme"/> and <see cref="Timeout"/> make one backend named <c>default</c>.
+    /// </summary>
+    public Dictionary<string, BackendOptions> Backends { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>When and how often a call moves on to the next backend.</summary>
+    public FailoverOptions Failover { get; set; } = new();
+
+    /// <summary>When a backend is taken out of the pool for a while.</summary>
+    public BreakerOptions Breaker { get; set; } = new();
+}
+
+/// <summary>How a backend presents a credential to its provider.</summary>
+public enum BackendAuth
+{
+    /// <summary>No credential is attached.</summary>
+    None,
+
+    /// <summary>The value of <see cref="BackendOptions.SecretName"/>, from Key Vault (or <c>FuncProxy:Secrets</c> locally).</summary>
+    Secret,
+
+    /// <summary>An Entra ID access token for <see cref="BackendOptions.TokenScope"/>, from the app's managed identity (<c>DefaultAzureCredential</c>).</summary>
+    ManagedIdentity,
+}
+
+/// <summary>One backend of an upstream's pool.</summary>
+public sealed class BackendOptions
+{
+    /// <summary>Absolute http(s) base URL, as for <see cref="UpstreamOptions.BaseUrl"/>, e.g. <c>https://eastus.openai.azure.com</c>.</summary>
+    public Uri? BaseUrl { get; set; }
+
+    /// <summary>Lower goes first: backends of a higher priority get calls only while every backend of a lower one is unavailable.</summary>
+    public int Priority { get; set; }
+
+    /// <summary>Share of calls among the available backends of the same priority (1-1000).</summary>
+    public int Weight { get; set; } = 1;
+
+    /// <summary>Unset: <see cref="BackendAuth.Secret"/> when <see cref="SecretName"/> is set, else <see cref="BackendAuth.None"/>.</summary>
+    public BackendAuth? Auth { get; set; }
+
+    /// <summary>Secret holding this backend's credential, for <see cref="BackendAuth.Secret"/>.</summary>
+    public string? SecretName { get; set; }
+
+    /// <summary>Header that carries the credential (<c>api-key</c> for an Azure OpenAI key; keep <c>Authorization</c> for Entra ID tokens).</summary>
+    public string AuthHeader { get; set; } = "Authorization";
+
+    /// <summary>Scheme before the credential, with the same defaults as <see cref="UpstreamOptions.AuthScheme"/>.</summary>
+    public string? AuthScheme { get; set; }
+
+    /// <summary>The scope an Entra ID token is asked for, for <see cref="BackendAuth.ManagedIdentity"/>.</summary>
+    public string TokenScope { get; set; } = "https://cognitiveservices.azure.com/.default";
+
+    /// <summary>Client id of the user-assigned identity to get tokens as. Unset: <see cref="StorageOptions.ManagedIdentityClientId"/>, else <c>DefaultAzureCredential</c>'s choice.</summary>
+    public string? ManagedIdentityClientId { get; set; }
+
+    /// <summary>Overrides the upstream's timeout for this backend: how long it may stay silent before the call fails over (or gets 504).</summary>
+    public TimeSpan? Timeout { get; set; }
+
+    /// <summary>
+    /// Model (or deployment) name the client asks for -> this backend's deployment name. Rewrites the
+    /// <c>/openai/deployments/{deployment}/</c> path segment, or the JSON <c>model</c> of a body held in memory (Azure's v1 API and
+    /// any OpenAI-compatible backend). Names not listed pass unchanged.
+    /// </summary>
+    public Dictionary<string, string> Deployments { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>The auth kind actually used, after the default above.</summary>
+    internal BackendAuth EffectiveAuth => Auth ?? (string.IsNullOrWhiteSpace(SecretName) ? BackendAuth.None : BackendAuth.Secret);
+}
+
+/// <summary>Failing over from one backend to the next.</summary>
+public sealed class FailoverOptions
+{
+    /// <summary>The default of <see cref="RetryOnStatus"/>.</summary>
+    internal static readonly int[] DefaultRetryOnStatus = [429, 500, 502, 503, 504];
+
+    /// <summary>Most backends one client call is sent to (1: never fail over).</summary>
+    public int MaxAttempts { get; set; } = 3;
+
+    /// <summary>
+    /// Upstream status codes that make the call move on to the next backend (the answer is held back from the client while
+    /// another backend may still take the call). Unset: 429, 500, 502, 503, 504. Connection failures and timeouts before the
+    /// response headers always fail over.
+    /// </summary>
+    public List<int>? RetryOnStatus { get; set; }
+
+    /// <summary>
+    /// Request bodies up to this size are kept in memory so the call can be replayed on the next backend. A larger body is
+    /// streamed to one backend only: that call is not retried.
+    /// </summary>
+    public long MaxReplayBodyBytes { get; set; } = 1024 * 1024;
+
+    internal IReadOnlyCollection<int> EffectiveRetryOnStatus => RetryOnStatus is { Count: > 0 } list ? list : DefaultRetryOnStatus;
+}
+
+/// <summary>Circuit breakers: when a backend stops getting calls, and for how long.</summary>
+public sealed class BreakerOptions
+{
+    /// <summary>Failures in a row (connection failures, timeouts, statuses of <see cref="FailoverOptions.RetryOnStatus"/>) that open the breaker.</summary>
+    public int ConsecutiveFailures { get; set; } = 5;
+
+    /// <summary>How long a breaker opened by consecutive failures stays open before one probe call may close it.</summary>
+    public TimeSpan BreakDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>A 429 or 503 with <c>Retry-After</c> or <c>retry-after-ms</c> opens the breaker for that long, at most this long.</summary>
+    public TimeSpan MaxRetryAfter { get; set; } = TimeSpan.FromMinutes(5);
 }
 
 /// <summary>Forwarding defaults.</summary>
@@ -197,6 +313,12 @@ public sealed class ProxyOptions
 
     /// <summary>Largest request body accepted; larger ones get 413 (before anything reaches the upstream when Content-Length says so).</summary>
     public long MaxRequestBodyBytes { get; set; } = 32 * 1024 * 1024;
+
+    /// <summary>Share opened circuit breakers between instances through the <c>breakers</c> table. Off: each instance learns on its own.</summary>
+    public bool ShareBreakers { get; set; } = true;
+
+    /// <summary>How often each instance reads the breakers other instances opened (one table query each time, never one per call).</summary>
+    public TimeSpan BreakerSyncInterval { get; set; } = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>Client key settings.</summary>

@@ -129,29 +129,24 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
             {
                 errors.Add($"{at}: '{upstreamName}' is reserved for the gateway's own routes.");
             }
-            if (upstream.BaseUrl is null)
+            if (upstream.Backends.Count == 0)
             {
-                errors.Add($"{at}:BaseUrl is required.");
+                if (upstream.BaseUrl is null)
+                {
+                    errors.Add($"{at}:BaseUrl is required (or a pool under {at}:Backends).");
+                }
+                ValidateEndpoint(at, upstream.BaseUrl, upstream.AuthHeader, upstream.AuthScheme, upstream.SecretName, errors);
             }
-            else if (!upstream.BaseUrl.IsAbsoluteUri || (upstream.BaseUrl.Scheme != Uri.UriSchemeHttp && upstream.BaseUrl.Scheme != Uri.UriSchemeHttps))
+            else
             {
-                errors.Add($"{at}:BaseUrl must be an absolute http or https URL.");
-            }
-            else if (!string.IsNullOrEmpty(upstream.BaseUrl.Query) || !string.IsNullOrEmpty(upstream.BaseUrl.Fragment) || !string.IsNullOrEmpty(upstream.BaseUrl.UserInfo))
-            {
-                errors.Add($"{at}:BaseUrl must not carry a query, fragment or user info; put credentials in a secret.");
-            }
-            if (string.IsNullOrWhiteSpace(upstream.AuthHeader) || upstream.AuthHeader.Any(c => c <= ' ' || c >= 127 || c == ':'))
-            {
-                errors.Add($"{at}:AuthHeader must be a valid header name.");
-            }
-            if (upstream.AuthScheme is { } scheme && scheme.Trim().Any(c => c <= ' ' || c >= 127))
-            {
-                errors.Add($"{at}:AuthScheme must be a single token such as 'Bearer', or empty for a bare value.");
-            }
-            if (upstream.SecretName is { } secretName && !SecretNames.IsValid(secretName))
-            {
-                errors.Add($"{at}:SecretName must be 1-127 characters of letters, digits and '-', as Key Vault requires.");
+                if (upstream.BaseUrl is not null || !string.IsNullOrWhiteSpace(upstream.SecretName))
+                {
+                    errors.Add($"{at}: set either BaseUrl (and SecretName) for one backend or Backends for a pool, not both.");
+                }
+                foreach (var (backendName, backend) in upstream.Backends)
+                {
+                    ValidateBackend($"{at}:Backends:{backendName}", backendName, backend, errors);
+                }
             }
             if (upstream.Timeout is { } t && t <= TimeSpan.Zero)
             {
@@ -161,9 +156,123 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
             {
                 errors.Add($"{at}:MaxRequestBodyBytes must be positive.");
             }
+            if (upstream.Provider is { } provider && !System.Text.RegularExpressions.Regex.IsMatch(provider, "^[a-z0-9_.-]{1,64}$"))
+            {
+                errors.Add($"{at}:Provider must be a lower-case OpenTelemetry provider name such as 'openai' or 'azure.ai.openai'.");
+            }
+            var failover = upstream.Failover;
+            if (failover.MaxAttempts is < 1 or > 10)
+            {
+                errors.Add($"{at}:Failover:MaxAttempts must be between 1 and 10.");
+            }
+            if (failover.RetryOnStatus is { } statuses && statuses.Any(s => s is not (408 or 429) && s is < 500 or > 599))
+            {
+                errors.Add($"{at}:Failover:RetryOnStatus may list only 408, 429 and 5xx status codes.");
+            }
+            if (failover.MaxReplayBodyBytes is < 0 or > 64 * 1024 * 1024)
+            {
+                errors.Add($"{at}:Failover:MaxReplayBodyBytes must be between 0 and 64 MiB: bodies up to it are held in memory.");
+            }
+            var breaker = upstream.Breaker;
+            if (breaker.ConsecutiveFailures < 1)
+            {
+                errors.Add($"{at}:Breaker:ConsecutiveFailures must be at least 1.");
+            }
+            if (breaker.BreakDuration <= TimeSpan.Zero || breaker.BreakDuration > TimeSpan.FromDays(1))
+            {
+                errors.Add($"{at}:Breaker:BreakDuration must be positive and at most a day.");
+            }
+            if (breaker.MaxRetryAfter < TimeSpan.Zero || breaker.MaxRetryAfter > TimeSpan.FromDays(1))
+            {
+                errors.Add($"{at}:Breaker:MaxRetryAfter must be between 0 and a day.");
+            }
+        }
+        if (options.Proxy.BreakerSyncInterval < TimeSpan.FromMilliseconds(100) || options.Proxy.BreakerSyncInterval > TimeSpan.FromMinutes(5))
+        {
+            errors.Add($"{P}:Proxy:BreakerSyncInterval must be between 100 ms and 5 minutes.");
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    private static void ValidateBackend(string at, string name, BackendOptions backend, List<string> errors)
+    {
+        if (!UpstreamCatalog.IsValidName(name))
+        {
+            errors.Add($"{at}: a backend name is 1-64 characters of letters, digits, '-' or '_'.");
+        }
+        if (backend.BaseUrl is null)
+        {
+            errors.Add($"{at}:BaseUrl is required.");
+        }
+        ValidateEndpoint(at, backend.BaseUrl, backend.AuthHeader, backend.AuthScheme, backend.SecretName, errors);
+        if (backend.Timeout is { } timeout && timeout <= TimeSpan.Zero)
+        {
+            errors.Add($"{at}:Timeout must be positive.");
+        }
+        if (backend.Priority is < 0 or > 1000)
+        {
+            errors.Add($"{at}:Priority must be between 0 and 1000 (lower goes first).");
+        }
+        if (backend.Weight is < 1 or > 1000)
+        {
+            errors.Add($"{at}:Weight must be between 1 and 1000.");
+        }
+        if (backend.Auth is { } auth && !Enum.IsDefined(auth))
+        {
+            errors.Add($"{at}:Auth must be Secret, None or ManagedIdentity.");
+        }
+        switch (backend.EffectiveAuth)
+        {
+            case BackendAuth.Secret when string.IsNullOrWhiteSpace(backend.SecretName):
+                errors.Add($"{at}:SecretName is required with Auth 'Secret'.");
+                break;
+            case BackendAuth.ManagedIdentity when string.IsNullOrWhiteSpace(backend.TokenScope) || backend.TokenScope.Any(char.IsWhiteSpace):
+                errors.Add($"{at}:TokenScope must be one scope such as 'https://cognitiveservices.azure.com/.default'.");
+                break;
+            case BackendAuth.ManagedIdentity or BackendAuth.None when !string.IsNullOrWhiteSpace(backend.SecretName):
+                errors.Add($"{at}:SecretName is only used with Auth 'Secret'; remove it or set Auth to Secret.");
+                break;
+        }
+        if (backend.ManagedIdentityClientId is { } clientId && !Guid.TryParse(clientId, out _))
+        {
+            errors.Add($"{at}:ManagedIdentityClientId must be a client id (a GUID).");
+        }
+        foreach (var (from, to) in backend.Deployments)
+        {
+            if (string.IsNullOrWhiteSpace(from) || string.IsNullOrWhiteSpace(to) || to.Any(c => c is '/' or '\\' or '?' or '#' || char.IsControl(c)) || to is "." or "..")
+            {
+                errors.Add($"{at}:Deployments: '{from}' must map to a deployment name without '/', '\\', '?', '#' or control characters.");
+            }
+        }
+    }
+
+    private static void ValidateEndpoint(string at, Uri? baseUrl, string authHeader, string? authScheme, string? secretName, List<string> errors)
+    {
+        if (baseUrl is null)
+        {
+            return;
+        }
+        if (!baseUrl.IsAbsoluteUri || (baseUrl.Scheme != Uri.UriSchemeHttp && baseUrl.Scheme != Uri.UriSchemeHttps))
+        {
+            errors.Add($"{at}:BaseUrl must be an absolute http or https URL.");
+        }
+        else if (!string.IsNullOrEmpty(baseUrl.Query) || !string.IsNullOrEmpty(baseUrl.Fragment) || !string.IsNullOrEmpty(baseUrl.UserInfo))
+        {
+            errors.Add($"{at}:BaseUrl must not carry a query, fragment or user info; put credentials in a secret.");
+        }
+        if (string.IsNullOrWhiteSpace(authHeader) || authHeader.Any(c => c <= ' ' || c >= 127 || c == ':'))
+        {
+            errors.Add($"{at}:AuthHeader must be a valid header name.");
+        }
+        if (authScheme is { } scheme && scheme.Trim().Any(c => c <= ' ' || c >= 127))
+        {
+            errors.Add($"{at}:AuthScheme must be a single token such as 'Bearer', or empty for a bare value.");
+        }
+        if (secretName is { } name && !SecretNames.IsValid(name))
+        {
+            errors.Add($"{at}:SecretName must be 1-127 characters of letters, digits and '-', as Key Vault requires.");
+        }
     }
 
     private static void ValidateLimits(LimitOptions limits, List<string> errors)

@@ -19,6 +19,7 @@ namespace FuncProxy.Admin;
 /// every change, authentication failure and lockout is written to the audit log. Routes (see openapi.json):
 /// <code>
 /// GET  openapi.json                    (no credential needed)
+/// GET  console/{file}                  (the operator console's static files, no credential: OperatorConsole.ConsoleAssets)
 /// GET  keys?owner=&amp;status=&amp;upstream=&amp;limit=&amp;continuationToken=
 /// POST keys                            (Idempotency-Key honoured)
 /// GET  keys/{id}         PATCH keys/{id}
@@ -109,6 +110,14 @@ public sealed partial class AdminHandler : IDisposable
         context.Response.Headers[Problem.RequestIdHeader] = Problem.RequestId(context);
         context.Response.Headers.CacheControl = "no-store";
         context.Response.Headers.XContentTypeOptions = "nosniff";
+        var segments = (path ?? "").Split('/', StringSplitOptions.RemoveEmptyEntries);
+        // The console's static files come from memory and carry nothing secret: no credential, rate limit or lockout,
+        // so the page still loads (and shows the API's refusal) for an address that is locked out.
+        if (OperatorConsole.ConsoleAssets.Handles(segments))
+        {
+            await OperatorConsole.ConsoleAssets.Instance.ServeAsync(context, segments).ConfigureAwait(false);
+            return;
+        }
         var client = _clientAddress.ResolveClient(context);
         var ip = client.Address;
         try
@@ -130,7 +139,6 @@ public sealed partial class AdminHandler : IDisposable
                 return;
             }
 
-            var segments = (path ?? "").Split('/', StringSplitOptions.RemoveEmptyEntries);
             if (segments is ["openapi.json"])
             {
                 await ServeOpenApiAsync(context).ConfigureAwait(false);
@@ -503,7 +511,7 @@ public sealed partial class AdminHandler : IDisposable
             },
             hours = rows.Select(r => new
             {
-                hour = r.Hour, upstream = r.Upstream, model = r.Model.Length == 0 ? null : r.Model, requests = r.Requests, inputTokens = r.InputTokens,
+                hour = r.Hour, upstream = r.Upstream, model = r.Model.Length == 0 ? null : r.Model, backend = r.Backend, requests = r.Requests, inputTokens = r.InputTokens,
                 outputTokens = r.OutputTokens, cachedInputTokens = r.CachedInputTokens, costUsd = r.CostMicroUsd / 1_000_000m,
                 requestsWithoutUsage = r.RequestsWithoutUsage,
             }),

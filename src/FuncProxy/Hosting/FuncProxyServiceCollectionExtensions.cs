@@ -1,5 +1,6 @@
 using Azure.Security.KeyVault.Secrets;
 using FuncProxy.Admin;
+using FuncProxy.Backends;
 using FuncProxy.Http;
 using FuncProxy.Hosting;
 using FuncProxy.Keys;
@@ -75,6 +76,12 @@ public static class FuncProxyServiceCollectionExtensions
         services.TryAddSingleton<UpstreamCatalog>();
         services.TryAddSingleton<UpstreamInvoker>();
         services.TryAddSingleton<FuncProxy.Spend.PriceTable>();
+        // Entra ID tokens for backends with Auth ManagedIdentity; tests put a counting credential here.
+        services.TryAddSingleton<BackendCredentialFactory>(_ => FuncProxy.FuncProxyTables.CreateCredential);
+        services.TryAddSingleton<BackendTokens>();
+        services.TryAddSingleton<BreakerBoard>();
+        services.AddHostedService(sp => sp.GetRequiredService<BreakerBoard>());
+        services.TryAddSingleton<PoolForwarder>();
         services.TryAddSingleton<ProxyHandler>();
         services.TryAddSingleton<HealthHandler>();
         return services;

@@ -99,7 +99,8 @@ internal sealed class CallBody
         return body;
     }
 
-    private static bool IsJson(string? contentType) =>
+    /// <summary>True for <c>application/json</c> and any <c>+json</c> media type.</summary>
+    internal static bool IsJson(string? contentType) =>
         contentType is not null && (contentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase)
             || contentType.Contains("+json", StringComparison.OrdinalIgnoreCase));
 
@@ -304,6 +305,26 @@ internal sealed class CallBody
             IncludeUsage = true;
         }
         return true;
+    }
+
+    /// <summary>
+    /// A whole JSON body held in memory (read with <see cref="Parse"/>, <c>complete</c>) with its top-level <c>model</c>
+    /// set to <paramref name="model"/>, every other byte as it was; null when the body names no usable string <c>model</c>.
+    /// Used per attempt for a backend's deployment map, on the body already edited by <see cref="Rewrite"/>.
+    /// </summary>
+    public byte[]? WithModel(string model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (_modelToken is not { } token || !_complete)
+        {
+            return null;
+        }
+        var value = JsonSerializer.SerializeToUtf8Bytes(model);
+        var result = new byte[_prefixLength - (token.End - token.Start) + value.Length];
+        _prefix.AsSpan(0, token.Start).CopyTo(result);
+        value.CopyTo(result.AsSpan(token.Start));
+        _prefix.AsSpan(token.End, _prefixLength - token.End).CopyTo(result.AsSpan(token.Start + value.Length));
+        return result;
     }
 
     private (int Start, int End, byte[] Text) IncludeUsageEdit()

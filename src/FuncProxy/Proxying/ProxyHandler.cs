@@ -2,27 +2,24 @@ using System.Diagnostics;
 using FuncProxy.Http;
 using FuncProxy.Keys;
 using FuncProxy.RateLimiting;
-using FuncProxy.Secrets;
 using FuncProxy.Telemetry;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Yarp.ReverseProxy.Forwarder;
 
 namespace FuncProxy.Proxying;
 
 /// <summary>
-/// The client call path: route, authenticate, authorize, limit, attach the provider's credential, forward with YARP, meter,
+/// The client call path: route, authenticate, authorize, limit, then (<see cref="PoolForwarder"/>) choose a backend, attach its
+/// credential, forward with YARP failing over between backends, meter,
 /// and turn every failure into problem+json. Both hosts call <see cref="HandleAsync"/> with the request's <see cref="HttpContext"/>.
 /// </summary>
 public sealed partial class ProxyHandler
 {
     private readonly UpstreamCatalog _catalog;
     private readonly KeyAuthenticator _authenticator;
-    private readonly SecretCache _secrets;
-    private readonly IHttpForwarder _forwarder;
-    private readonly UpstreamInvoker _invoker;
+    private readonly PoolForwarder _pool;
     private readonly FuncProxyMetrics _metrics;
     private readonly RequestLimiter _limiter;
     private readonly UsageMeter _meter;
@@ -37,9 +34,7 @@ public sealed partial class ProxyHandler
     public ProxyHandler(
         UpstreamCatalog catalog,
         KeyAuthenticator authenticator,
-        SecretCache secrets,
-        IHttpForwarder forwarder,
-        UpstreamInvoker invoker,
+        PoolForwarder pool,
         FuncProxyMetrics metrics,
         RequestLimiter limiter,
         UsageMeter meter,
@@ -55,9 +50,7 @@ public sealed partial class ProxyHandler
         _options = options;
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentNullException.ThrowIfNull(authenticator);
-        ArgumentNullException.ThrowIfNull(secrets);
-        ArgumentNullException.ThrowIfNull(forwarder);
-        ArgumentNullException.ThrowIfNull(invoker);
+        ArgumentNullException.ThrowIfNull(pool);
         ArgumentNullException.ThrowIfNull(metrics);
         ArgumentNullException.ThrowIfNull(limiter);
         ArgumentNullException.ThrowIfNull(meter);
@@ -69,9 +62,7 @@ public sealed partial class ProxyHandler
         _keyLockout = keyLockout.Lockout;
         _catalog = catalog;
         _authenticator = authenticator;
-        _secrets = secrets;
-        _forwarder = forwarder;
-        _invoker = invoker;
+        _pool = pool;
         _limiter = limiter;
         _meter = meter;
         _logger = logger;
@@ -182,7 +173,7 @@ public sealed partial class ProxyHandler
             return "upstream_not_allowed";
         }
 
-        if (!route.TryBuildTarget(path, context.Request.QueryString.Value, out var target))
+        if (!UpstreamRoute.TryParsePath(path, context.Request.QueryString.Value, out var upstreamPath))
         {
             Log.PathRefused(_logger, key.Id, route.Name);
             await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "invalid_path", "Bad Request",
@@ -270,42 +261,13 @@ public sealed partial class ProxyHandler
         }
 
         // 7. Meter (set up now, done when the response has ended): usage is read as the response streams, settles the
-        // reservations and is counted in the usage table.
-        var genAi = GenAiCall.For(model, path, route.BaseUrl, activity);
+        // reservations and is counted in the usage table, once per client call however many backends were tried.
+        var genAi = GenAiCall.For(model, path, route.Provider, activity);
         using var metering = _meter.Begin(context, key, route.Name, admission, model, price, stripUsageChunk: addUsage, genAi, _metrics);
 
-        // 5. Secret.
-        CachedSecret? secret = null;
-        if (route.SecretName is { } secretName)
-        {
-            try
-            {
-                secret = await _secrets.GetAsync(secretName, context.RequestAborted).ConfigureAwait(false);
-            }
-            catch (SecretUnavailableException)
-            {
-                Log.SecretUnavailable(_logger, route.Name, secretName);
-                await Problem.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "credential_unavailable", "Service Unavailable",
-                    "The gateway cannot read this upstream's credential right now. Try again shortly.",
-                    headers: [new("Retry-After", "5")]).ConfigureAwait(false);
-                return "credential_unavailable";
-            }
-            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-            {
-                return "client_gone";
-            }
-            if (secret.Value is null)
-            {
-                Log.SecretMissing(_logger, route.Name, secretName);
-                await Problem.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "credential_not_configured", "Service Unavailable",
-                    "This upstream's credential is not configured on the gateway.").ConfigureAwait(false);
-                return "credential_not_configured";
-            }
-        }
-
-        // 6. Forward.
-        metering.Forwarding();
-        var outcome = await ForwardAsync(context, route, target, key, secret, body).ConfigureAwait(false);
+        // 6. Choose a backend, attach its credential and forward, failing over while nothing has reached the client (the body,
+        // edited once above, is replayed as it is to each backend, with that backend's deployment map).
+        var outcome = await _pool.ForwardAsync(context, route, upstreamPath, key, metering, body).ConfigureAwait(false);
         await metering.CompleteAsync().ConfigureAwait(false);
         return outcome;
     }
@@ -349,104 +311,7 @@ public sealed partial class ProxyHandler
         return limited;
     }
 
-    private async Task<string?> ForwardAsync(HttpContext context, UpstreamRoute route, Uri target, KeyRecord key, CachedSecret? secret, RequestBodyLimitStream? body)
-    {
-        var request = context.Request;
-        var hasBody = body is not null;
-        if (hasBody && secret is not null)
-        {
-            // Keeps a copy as the body streams upstream (memory, then a temp file past 64 KiB), so the call can be
-            // replayed once if the provider rejects a credential that was rotated in Key Vault.
-            request.EnableBuffering(bufferThreshold: 64 * 1024, bufferLimit: route.MaxRequestBodyBytes);
-        }
-
-        for (var attempt = 1; ; attempt++)
-        {
-            var call = new UpstreamCall(route, target, secret?.Value);
-            var started = Stopwatch.GetTimestamp();
-            var error = await _forwarder.SendAsync(context, route.Origin, _invoker.Invoker, route.RequestConfig, call).ConfigureAwait(false);
-            _metrics.UpstreamDuration(route.Name, call.UpstreamStatus, Stopwatch.GetElapsedTime(started));
-
-            if (call.CredentialRejected && secret is not null)
-            {
-                _secrets.Invalidate(route.SecretName!, secret.Generation);
-                var fresh = await TryGetFreshSecretAsync(route.SecretName!, context.RequestAborted).ConfigureAwait(false);
-                var canReplay = !hasBody || request.Body.CanSeek;
-                if (attempt == 1 && canReplay && fresh?.Value is not null && fresh.Value != secret.Value)
-                {
-                    Log.RetryingWithFreshCredential(_logger, route.Name);
-                    context.Response.Clear();
-                    if (hasBody)
-                    {
-                        request.Body.Position = 0;
-                    }
-                    secret = fresh;
-                    continue;
-                }
-                Log.CredentialRejected(_logger, route.Name, route.SecretName!);
-                await Problem.WriteAsync(context, StatusCodes.Status502BadGateway, "upstream_credential_rejected", "Bad Gateway",
-                    "The upstream rejected the gateway's credential for it. The operator has to update it.").ConfigureAwait(false);
-                return "upstream_credential_rejected";
-            }
-
-            if (error != ForwarderError.None)
-            {
-                await ReportForwardErrorAsync(context, route, key, error, body?.LimitExceeded == true).ConfigureAwait(false);
-            }
-            return null;
-        }
-    }
-
-    private async Task<CachedSecret?> TryGetFreshSecretAsync(string name, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await _secrets.GetAsync(name, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is SecretUnavailableException or OperationCanceledException)
-        {
-            return null;
-        }
-    }
-
-    private async Task ReportForwardErrorAsync(HttpContext context, UpstreamRoute route, KeyRecord key, ForwarderError error, bool bodyTooLarge)
-    {
-        if (bodyTooLarge)
-        {
-            await BodyTooLargeAsync(context, route).ConfigureAwait(false);
-            return;
-        }
-        if (context.RequestAborted.IsCancellationRequested || error is ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled
-            or ForwarderError.ResponseBodyCanceled or ForwarderError.UpgradeRequestCanceled or ForwarderError.UpgradeResponseCanceled)
-        {
-            Log.ClientGone(_logger, key.Id, route.Name);
-            return;
-        }
-        Log.ForwardFailed(_logger, key.Id, route.Name, error);
-        if (context.Response.HasStarted)
-        {
-            // Mid-stream: the status line is gone, so the only honest signal left is to abort the response.
-            context.Abort();
-            return;
-        }
-        var (status, code, title, detail) = error switch
-        {
-            ForwarderError.RequestTimedOut => (StatusCodes.Status504GatewayTimeout, "upstream_timeout", "Gateway Timeout",
-                "The upstream did not answer within the configured timeout."),
-            ForwarderError.RequestBodyClient => (StatusCodes.Status400BadRequest, "request_body_error", "Bad Request",
-                "The request body could not be read."),
-            ForwarderError.ResponseBodyDestination or ForwarderError.ResponseHeaders => (StatusCodes.Status502BadGateway, "upstream_error", "Bad Gateway",
-                "The upstream's answer could not be read."),
-            _ => (StatusCodes.Status502BadGateway, "upstream_unreachable", "Bad Gateway",
-                "The upstream could not be reached."),
-        };
-        await Problem.WriteAsync(context, status, code, title, detail).ConfigureAwait(false);
-    }
-
-    private static Task BodyTooLargeAsync(HttpContext context, UpstreamRoute route) =>
-        Problem.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, "request_too_large", "Payload Too Large",
-            $"The request body is larger than this upstream accepts ({route.MaxRequestBodyBytes} bytes).",
-            new Dictionary<string, object?> { ["limitBytes"] = route.MaxRequestBodyBytes });
+    private static Task BodyTooLargeAsync(HttpContext context, UpstreamRoute route) => PoolForwarder.BodyTooLargeAsync(context, route);
 
     private static partial class Log
     {
@@ -458,24 +323,6 @@ public sealed partial class ProxyHandler
 
         [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "Refused a path for key {KeyId} on upstream {Upstream}: it would leave the base URL or is malformed.")]
         public static partial void PathRefused(ILogger logger, string keyId, string upstream);
-
-        [LoggerMessage(EventId = 2004, Level = LogLevel.Error, Message = "Secret {SecretName} for upstream {Upstream} could not be read.")]
-        public static partial void SecretUnavailable(ILogger logger, string upstream, string secretName);
-
-        [LoggerMessage(EventId = 2005, Level = LogLevel.Error, Message = "Secret {SecretName} for upstream {Upstream} does not exist.")]
-        public static partial void SecretMissing(ILogger logger, string upstream, string secretName);
-
-        [LoggerMessage(EventId = 2006, Level = LogLevel.Warning, Message = "Upstream {Upstream} rejected the cached credential; retrying once with a fresh one.")]
-        public static partial void RetryingWithFreshCredential(ILogger logger, string upstream);
-
-        [LoggerMessage(EventId = 2007, Level = LogLevel.Error, Message = "Upstream {Upstream} rejected the credential in secret {SecretName}.")]
-        public static partial void CredentialRejected(ILogger logger, string upstream, string secretName);
-
-        [LoggerMessage(EventId = 2008, Level = LogLevel.Warning, Message = "Forwarding for key {KeyId} to upstream {Upstream} failed: {Error}.")]
-        public static partial void ForwardFailed(ILogger logger, string keyId, string upstream, ForwarderError error);
-
-        [LoggerMessage(EventId = 2009, Level = LogLevel.Information, Message = "Client of key {KeyId} went away; the call to upstream {Upstream} was cancelled.")]
-        public static partial void ClientGone(ILogger logger, string keyId, string upstream);
 
         [LoggerMessage(EventId = 4101, Level = LogLevel.Warning, Message = "Locked out {ClientIp} after repeated refused client keys.")]
         public static partial void ClientLockedOut(ILogger logger, string clientIp);

@@ -6,10 +6,11 @@ using Yarp.ReverseProxy.Forwarder;
 namespace FuncProxy.Proxying;
 
 /// <summary>
-/// One forwarded call: YARP's transformer for it, holding the target URL and the provider credential. Strips every client
-/// credential, hop-by-hop and forwarding header (<see cref="RequestHygiene"/>), adds the provider's, holds back a 401 from
-/// the upstream so the caller can refresh the credential and retry once, and strips the upstream's host-level response
-/// headers (cookies, server banner, HSTS).
+/// One attempt of a forwarded call on one backend: YARP's transformer for it, holding the target URL and the backend's
+/// credential. Strips every client credential, hop-by-hop and forwarding header (<see cref="RequestHygiene"/>), adds the
+/// backend's, holds back a 401 from the backend so the caller can refresh the credential and retry once, holds back a
+/// status that fails over (429, the configured 5xx) while another backend may still take the call, so the client never
+/// sees it, and strips the upstream's host-level response headers (cookies, server banner, HSTS).
 /// </summary>
 internal sealed class UpstreamCall : HttpTransformer
 {
@@ -21,22 +22,37 @@ internal sealed class UpstreamCall : HttpTransformer
         "Strict-Transport-Security", "Public-Key-Pins", "Public-Key-Pins-Report-Only", "Expect-CT", "Report-To", "Reporting-Endpoints",
         "NEL", "Clear-Site-Data");
 
-    private readonly UpstreamRoute _route;
+    private readonly Backends.Backend _backend;
     private readonly Uri _target;
     private readonly string? _credential;
+    private readonly IReadOnlySet<int>? _holdBack;
+    private readonly DateTimeOffset _now;
 
-    public UpstreamCall(UpstreamRoute route, Uri target, string? credential)
+    /// <param name="backend">The backend this attempt goes to.</param>
+    /// <param name="target">The URL on it.</param>
+    /// <param name="credential">Its credential (secret or token), or null.</param>
+    /// <param name="holdBack">Statuses to keep from the client because the call will fail over; null on the last possible attempt.</param>
+    /// <param name="now">The time the attempt starts, for the backend's rate-limit headers.</param>
+    public UpstreamCall(Backends.Backend backend, Uri target, string? credential, IReadOnlySet<int>? holdBack, DateTimeOffset now)
     {
-        _route = route;
+        _backend = backend;
         _target = target;
         _credential = credential;
+        _holdBack = holdBack;
+        _now = now;
     }
 
     /// <summary>The upstream answered 401 to the gateway's credential; its body was not sent to the client.</summary>
     public bool CredentialRejected { get; private set; }
 
+    /// <summary>The upstream answered a status that fails over; its answer was not sent to the client.</summary>
+    public bool HeldBack { get; private set; }
+
     /// <summary>The upstream's status code, once it answered.</summary>
     public int? UpstreamStatus { get; private set; }
+
+    /// <summary>How long a 429 or 503 asked the gateway to stay away (<c>retry-after-ms</c>, else <c>Retry-After</c>).</summary>
+    public TimeSpan? RetryAfter { get; private set; }
 
     public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
     {
@@ -52,12 +68,12 @@ internal sealed class UpstreamCall : HttpTransformer
         {
             headers.Remove(name);
         }
-        headers.Remove(_route.AuthHeader);
+        headers.Remove(_backend.AuthHeader);
         headers.Host = null;
         if (_credential is not null)
         {
-            var value = _route.AuthScheme.Length == 0 ? _credential : string.Concat(_route.AuthScheme, " ", _credential);
-            headers.TryAddWithoutValidation(_route.AuthHeader, value);
+            var value = _backend.AuthScheme.Length == 0 ? _credential : string.Concat(_backend.AuthScheme, " ", _credential);
+            headers.TryAddWithoutValidation(_backend.AuthHeader, value);
         }
         proxyRequest.RequestUri = _target;
     }
@@ -65,10 +81,24 @@ internal sealed class UpstreamCall : HttpTransformer
     public override ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
     {
         UpstreamStatus = proxyResponse is null ? null : (int)proxyResponse.StatusCode;
-        if (proxyResponse?.StatusCode == HttpStatusCode.Unauthorized && _credential is not null)
+        if (proxyResponse is null)
+        {
+            return TransformAnswerAsync(httpContext, proxyResponse, cancellationToken);
+        }
+        _backend.ObserveRoom(proxyResponse, _now);
+        if (proxyResponse.StatusCode is HttpStatusCode.TooManyRequests or HttpStatusCode.ServiceUnavailable)
+        {
+            RetryAfter = ReadRetryAfter(proxyResponse, _now);
+        }
+        if (proxyResponse.StatusCode == HttpStatusCode.Unauthorized && _credential is not null)
         {
             // Some providers echo part of the rejected key in this body; it is never passed on.
             CredentialRejected = true;
+            return ValueTask.FromResult(false);
+        }
+        if (_holdBack is not null && _holdBack.Contains((int)proxyResponse.StatusCode))
+        {
+            HeldBack = true;
             return ValueTask.FromResult(false);
         }
         return TransformAnswerAsync(httpContext, proxyResponse, cancellationToken);
@@ -96,5 +126,24 @@ internal sealed class UpstreamCall : HttpTransformer
         }
         headers.XContentTypeOptions = "nosniff";
         return forward;
+    }
+
+    // Azure OpenAI sends retry-after-ms (and x-ms-retry-after-ms) next to Retry-After; the finer one wins.
+    private static TimeSpan? ReadRetryAfter(HttpResponseMessage response, DateTimeOffset now)
+    {
+        foreach (var name in (ReadOnlySpan<string>)["retry-after-ms", "x-ms-retry-after-ms"])
+        {
+            if (response.Headers.TryGetValues(name, out var values) && double.TryParse(values.FirstOrDefault(),
+                System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var ms) && ms > 0)
+            {
+                return TimeSpan.FromMilliseconds(Math.Min(ms, TimeSpan.FromDays(2).TotalMilliseconds));
+            }
+        }
+        return response.Headers.RetryAfter switch
+        {
+            { Delta: { } delta } when delta > TimeSpan.Zero => delta,
+            { Date: { } date } when date > now => date - now,
+            _ => null,
+        };
     }
 }

@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using FuncProxy.RateLimiting;
 using Microsoft.Extensions.Options;
 
 namespace FuncProxy.Proxying;
@@ -8,13 +9,15 @@ public sealed class UpstreamCatalog
 {
     private readonly FrozenDictionary<string, UpstreamRoute> _routes;
 
-    public UpstreamCatalog(IOptions<FuncProxyOptions> options)
+    public UpstreamCatalog(IOptions<FuncProxyOptions> options, LimiterClock clock)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(clock);
         var value = options.Value;
+        // Breakers are judged by the local clock; the breakers table converts to and from the storage-aligned clock.
         _routes = value.Upstreams
-            .Where(u => u.Value.BaseUrl is not null)
-            .ToFrozenDictionary(u => u.Key, u => new UpstreamRoute(u.Key, u.Value, value.Proxy), StringComparer.OrdinalIgnoreCase);
+            .Where(u => u.Value.BaseUrl is not null || u.Value.Backends.Count > 0)
+            .ToFrozenDictionary(u => u.Key, u => new UpstreamRoute(u.Key, u.Value, value, () => clock.LocalNow), StringComparer.OrdinalIgnoreCase);
     }
 
     public IEnumerable<UpstreamRoute> Routes => _routes.Values;

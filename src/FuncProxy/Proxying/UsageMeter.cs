@@ -11,16 +11,21 @@ using Microsoft.Extensions.Options;
 
 namespace FuncProxy.Proxying;
 
-/// <summary>One call's usage, as recorded off the request path: the model sent (null: none named) and its cost in micro-dollars.</summary>
-internal readonly record struct UsageRecord(string KeyId, string Upstream, DateTimeOffset At, TokenUsage Usage, string? Model = null, long CostMicroUsd = 0);
+/// <summary>One call's usage, as recorded off the request path: the model sent (null: none named), its cost in micro-dollars, and the backend that served it.</summary>
+internal readonly record struct UsageRecord(string KeyId, string Upstream, DateTimeOffset At, TokenUsage Usage, string? Model = null, long CostMicroUsd = 0,
+    string Backend = Backends.Backend.DefaultName);
 
 /// <summary>
-/// A key's metered use in one hour on one upstream and model ("" when the calls named none), summed over the instances that
-/// served it. <see cref="CostMicroUsd"/>: what the calls cost at the configured prices (a call without reported usage
-/// counts what its budget reservation charged).
+/// A key's metered use in one hour on one upstream, model ("" when the calls named none) and backend, summed over the
+/// instances that served it. <see cref="CostMicroUsd"/>: what the calls cost at the configured prices (a call without
+/// reported usage counts what its budget reservation charged).
 /// </summary>
 public sealed record UsageRow(DateTimeOffset Hour, string Upstream, long Requests, long InputTokens, long OutputTokens, long RequestsWithoutUsage,
-    string Model = "", long CachedInputTokens = 0, long CostMicroUsd = 0);
+    string Model = "", long CachedInputTokens = 0, long CostMicroUsd = 0)
+{
+    /// <summary>The backend of the upstream's pool that served the calls (<c>default</c> for an upstream with one <c>BaseUrl</c>).</summary>
+    public string Backend { get; init; } = Backends.Backend.DefaultName;
+}
 
 /// <summary>Reads a key's metered use; the management API and the CLI report it, <see cref="UsageMeter"/> writes and reads it.</summary>
 public interface IUsageReader
@@ -31,10 +36,12 @@ public interface IUsageReader
 
 /// <summary>
 /// Step 7 of the request path: reads each call's token usage from the response as it streams, settles the token and
-/// money reservations with it, and meters it into the <c>usage</c> table per key, hour, upstream and model. The request path only
+/// money reservations with it (once per client call, however many backends were tried), and meters it into the
+/// <c>usage</c> table per key, hour, upstream, model and backend. The request path only
 /// writes to a channel; a background loop adds up and flushes every <see cref="LimitOptions.UsageFlushInterval"/> and
 /// on shutdown. Each instance writes its own rows (PartitionKey = key id, RowKey =
-/// <c>{yyyyMMddHH}|{upstream}|{model, key-safe}|{instance}</c>; rows written before models were metered lack the model part)
+/// <c>{yyyyMMddHH}|{upstream}|{model, key-safe}|{backend}|{instance}</c>; rows written before models or backends were
+/// metered lack those parts and read as model "" and backend <c>default</c>)
 /// with cumulative totals, so writes never conflict and need no read; a key's usage is the sum over instances
 /// (<see cref="ReadAsync"/>). Rows of one key go in table transactions of up to 100.
 /// </summary>
@@ -49,7 +56,7 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
     private readonly ILogger _logger;
     private readonly Channel<UsageRecord> _channel = Channel.CreateBounded<UsageRecord>(
         new BoundedChannelOptions(MaxPending) { SingleReader = true, FullMode = BoundedChannelFullMode.DropWrite });
-    private readonly Dictionary<(string KeyId, string Hour, string Upstream, string Model), Row> _rows = [];
+    private readonly Dictionary<(string KeyId, string Hour, string Upstream, string Model, string Backend), Row> _rows = [];
     private readonly SemaphoreSlim _flushing = new(1, 1);
     private readonly string _instance = Guid.NewGuid().ToString("N")[..12];
     private long _dropped;
@@ -107,7 +114,7 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
             while (_channel.Reader.TryRead(out var r))
             {
                 var hour = new DateTimeOffset(r.At.Year, r.At.Month, r.At.Day, r.At.Hour, 0, 0, TimeSpan.Zero);
-                var id = (r.KeyId, hour.ToString(HourFormat, CultureInfo.InvariantCulture), r.Upstream, r.Model ?? "");
+                var id = (r.KeyId, hour.ToString(HourFormat, CultureInfo.InvariantCulture), r.Upstream, r.Model ?? "", r.Backend);
                 if (!_rows.TryGetValue(id, out var row))
                 {
                     _rows[id] = row = new Row(hour);
@@ -131,10 +138,11 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
                 foreach (var batch in partition.Chunk(100))
                 {
                     var actions = batch.Select(r => new TableTransactionAction(TableTransactionActionType.UpsertReplace, new TableEntity(r.Key.KeyId,
-                        $"{r.Key.Hour}|{r.Key.Upstream}|{Keys.ModelPattern.KeySafe(r.Key.Model)}|{_instance}")
+                        $"{r.Key.Hour}|{r.Key.Upstream}|{Keys.ModelPattern.KeySafe(r.Key.Model)}|{r.Key.Backend}|{_instance}")
                     {
                         ["Upstream"] = r.Key.Upstream,
                         ["Model"] = r.Key.Model,
+                        ["Backend"] = r.Key.Backend,
                         ["CachedInputTokens"] = r.Value.CachedInputTokens,
                         ["CostMicroUsd"] = r.Value.CostMicroUsd,
                         ["Hour"] = r.Value.Hour,
@@ -172,7 +180,7 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
     }
 
     /// <summary>
-    /// A key's usage for the hours that start in [<paramref name="from"/>, <paramref name="to"/>), per hour and upstream,
+    /// A key's usage for the hours that start in [<paramref name="from"/>, <paramref name="to"/>), per hour, upstream and backend,
     /// summed over the instances that served it, oldest first. One partition query on the hour prefix of the row keys.
     /// </summary>
     public async Task<IReadOnlyList<UsageRow>> ReadAsync(string keyId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken = default)
@@ -189,7 +197,7 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
         var lower = from.UtcDateTime.ToString(HourFormat, CultureInfo.InvariantCulture);
         var upper = endHour.ToString(HourFormat, CultureInfo.InvariantCulture);
         var filter = TableClient.CreateQueryFilter($"PartitionKey eq {keyId} and RowKey ge {lower} and RowKey lt {upper}");
-        var sums = new SortedDictionary<(DateTimeOffset Hour, string Upstream, string Model), UsageRow>();
+        var sums = new SortedDictionary<(DateTimeOffset Hour, string Upstream, string Model, string Backend), UsageRow>();
         await foreach (var e in table.QueryAsync<TableEntity>(filter, cancellationToken: cancellationToken).ConfigureAwait(false))
         {
             if (e.GetDateTimeOffset("Hour") is not { } hour || e.GetString("Upstream") is not { } upstream)
@@ -197,8 +205,10 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
                 continue;
             }
             var model = e.GetString("Model") ?? "";
-            var at = (hour.ToUniversalTime(), upstream, model);
-            var s = sums.GetValueOrDefault(at) ?? new UsageRow(at.Item1, upstream, 0, 0, 0, 0, model);
+            // Rows written before backend pools have no Backend: their upstream had its one default backend.
+            var backend = e.GetString("Backend") ?? Backends.Backend.DefaultName;
+            var at = (hour.ToUniversalTime(), upstream, model, backend);
+            var s = sums.GetValueOrDefault(at) ?? new UsageRow(at.Item1, upstream, 0, 0, 0, 0, model) { Backend = backend };
             sums[at] = s with
             {
                 Requests = s.Requests + (e.GetInt64("Requests") ?? 0),
@@ -324,15 +334,24 @@ public sealed class Metering : IDisposable
         _startedAt = startedAt;
     }
 
+    private string? _backend;
     private bool _forwarded;
 
     public TokenUsage Usage => _reader.Usage;
 
-    /// <summary>The call goes to the upstream now; a call the gateway answered itself (e.g. 503 for a missing secret) is not metered.</summary>
-    public void Forwarding()
+    /// <summary>
+    /// The call goes to <paramref name="backend"/> now (the last one named served it); a call the gateway answered itself
+    /// (e.g. 503 for a missing secret) is not metered. The GenAI duration runs from the first attempt.
+    /// </summary>
+    public void Forwarding(string backend)
     {
-        _forwarded = true;
-        _forwardedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        ArgumentNullException.ThrowIfNull(backend);
+        _backend = backend;
+        if (!_forwarded)
+        {
+            _forwarded = true;
+            _forwardedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        }
     }
 
     /// <summary>The response has been copied: writes what the usage-chunk filter still holds (an event without its blank line).</summary>
@@ -364,7 +383,7 @@ public sealed class Metering : IDisposable
         CostMicroUsd = cost;
         if (_forwarded)
         {
-            _meter.Record(new UsageRecord(_keyId, _upstream, _startedAt, usage, _model, cost));
+            _meter.Record(new UsageRecord(_keyId, _upstream, _startedAt, usage, _model, cost, _backend ?? Backends.Backend.DefaultName));
             if (GenAi is { } call && Metrics is { } metrics)
             {
                 var end = System.Diagnostics.Stopwatch.GetTimestamp();

@@ -7,7 +7,7 @@ using Microsoft.Extensions.Options;
 namespace FuncProxy;
 
 /// <summary>
-/// The engine's tables (<c>keys</c>, <c>audit</c>, <c>usage</c>) on one shared <see cref="TableServiceClient"/>.
+/// The engine's tables (<c>keys</c>, <c>audit</c>, <c>usage</c>, <c>breakers</c>) on one shared <see cref="TableServiceClient"/>.
 /// Each table is created on first use, once per process; a failed creation is tried again on the next use.
 /// </summary>
 public sealed class FuncProxyTables
@@ -15,6 +15,9 @@ public sealed class FuncProxyTables
     public const string Keys = "keys";
     public const string Audit = "audit";
     public const string Usage = "usage";
+
+    /// <summary>Opened circuit breakers, shared between instances (PartitionKey = upstream, RowKey = backend).</summary>
+    public const string Breakers = "breakers";
 
     private readonly TableServiceClient _service;
     private readonly string _prefix;
@@ -35,6 +38,7 @@ public sealed class FuncProxyTables
             [Keys] = new(service.GetTableClient(_prefix + Keys)),
             [Audit] = new(service.GetTableClient(_prefix + Audit)),
             [Usage] = new(service.GetTableClient(_prefix + Usage)),
+            [Breakers] = new(service.GetTableClient(_prefix + Breakers)),
         };
     }
 
@@ -47,6 +51,8 @@ public sealed class FuncProxyTables
     public ValueTask<TableClient> GetAuditAsync(CancellationToken cancellationToken = default) => _tables[Audit].GetAsync(cancellationToken);
 
     public ValueTask<TableClient> GetUsageAsync(CancellationToken cancellationToken = default) => _tables[Usage].GetAsync(cancellationToken);
+
+    public ValueTask<TableClient> GetBreakersAsync(CancellationToken cancellationToken = default) => _tables[Breakers].GetAsync(cancellationToken);
 
     /// <summary>
     /// Forgets that <paramref name="table"/> was created, so the next use creates it again: for a table that answered

@@ -26,6 +26,9 @@ public sealed class FuncProxyMetrics
     private readonly Histogram<long> _tokenUsage;
     private readonly Histogram<double> _operationDuration;
     private readonly Histogram<double> _timeToFirstChunk;
+    private readonly Counter<long> _backendRequests;
+    private readonly Counter<long> _failovers;
+    private readonly Counter<long> _breakerOpenings;
 
     public FuncProxyMetrics(IMeterFactory meterFactory)
     {
@@ -47,6 +50,9 @@ public sealed class FuncProxyMetrics
         _operationDuration = Meter.CreateHistogram<double>("gen_ai.client.operation.duration", "s", "GenAI operation duration.", advice: seconds);
         _timeToFirstChunk = Meter.CreateHistogram<double>("gen_ai.client.operation.time_to_first_chunk", "s",
             "Time to receive the first chunk of a streamed response, from when the gateway forwarded the request.", advice: seconds);
+        _backendRequests = Meter.CreateCounter<long>("funcproxy.backend.requests", "{request}", "Attempts sent to each backend of a pool, by outcome and status.");
+        _failovers = Meter.CreateCounter<long>("funcproxy.backend.failovers", "{attempt}", "Attempts that moved a call on to another backend, by the backend left and why.");
+        _breakerOpenings = Meter.CreateCounter<long>("funcproxy.backend.breaker_openings", "{opening}", "Circuit breakers opened, by backend and reason (RetryAfter, ConsecutiveFailures, Shared).");
     }
 
     public Meter Meter { get; }
@@ -124,6 +130,15 @@ public sealed class FuncProxyMetrics
             activity.SetTag("funcproxy.cost_usd", costMicroUsd / 1_000_000.0);
         }
     }
+
+    public void BackendRequest(string upstream, string backend, string outcome, int? status) =>
+        _backendRequests.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.backend", backend }, { "funcproxy.outcome", outcome }, { "http.response.status_code", status ?? 0 } });
+
+    public void Failover(string upstream, string backend, string reason) =>
+        _failovers.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.backend", backend }, { "funcproxy.reason", reason } });
+
+    public void BreakerOpened(string upstream, string backend, Backends.BreakerReason reason) =>
+        _breakerOpenings.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.backend", backend }, { "funcproxy.reason", reason.ToString() } });
 
     public void KeyCache(bool hit) => (hit ? _keyCacheHits : _keyCacheMisses).Add(1);
 

@@ -12,12 +12,11 @@ internal sealed record GenAiCall(string Operation, string Provider, string Reque
     /// <summary>
     /// The operation from the path (<c>chat/completions</c>, <c>responses</c> and <c>messages</c>: <c>chat</c>;
     /// <c>embeddings</c>; <c>completions</c>: <c>text_completion</c>; anything else: <c>generate_content</c>) and the
-    /// provider from the path or the upstream's host (<c>anthropic</c> for <c>messages</c> or an anthropic.com host,
-    /// <c>azure.ai.openai</c> for <c>openai/deployments/</c> paths or an *.openai.azure.com host, else <c>openai</c>).
+    /// provider: the upstream's <c>Provider</c> (configured, or inferred from its backends' hosts), else from the path
+    /// (<c>anthropic</c> for <c>messages</c>, <c>azure.ai.openai</c> for <c>openai/deployments/</c> paths, else <c>openai</c>).
     /// </summary>
-    public static GenAiCall? For(string? model, string? path, Uri upstreamBaseUrl, Activity? activity)
+    public static GenAiCall? For(string? model, string? path, string? upstreamProvider, Activity? activity)
     {
-        ArgumentNullException.ThrowIfNull(upstreamBaseUrl);
         if (model is null)
         {
             return null;
@@ -29,12 +28,10 @@ internal sealed record GenAiCall(string Operation, string Provider, string Reque
             : p.EndsWith("embeddings", StringComparison.OrdinalIgnoreCase) ? "embeddings"
             : p.EndsWith("completions", StringComparison.OrdinalIgnoreCase) ? "text_completion"
             : "generate_content";
-        var host = upstreamBaseUrl.Host;
-        var provider =
-            p.EndsWith("messages", StringComparison.OrdinalIgnoreCase) && !p.Contains("threads", StringComparison.OrdinalIgnoreCase)
-                || host.EndsWith("anthropic.com", StringComparison.OrdinalIgnoreCase) ? "anthropic"
-            : p.StartsWith("openai/deployments/", StringComparison.OrdinalIgnoreCase) || host.EndsWith(".openai.azure.com", StringComparison.OrdinalIgnoreCase) ? "azure.ai.openai"
-            : "openai";
+        var provider = upstreamProvider
+            ?? (p.EndsWith("messages", StringComparison.OrdinalIgnoreCase) && !p.Contains("threads", StringComparison.OrdinalIgnoreCase) ? "anthropic"
+            : p.StartsWith("openai/deployments/", StringComparison.OrdinalIgnoreCase) ? "azure.ai.openai"
+            : "openai");
         activity?.SetTag("gen_ai.operation.name", operation);
         activity?.SetTag("gen_ai.provider.name", provider);
         activity?.SetTag("gen_ai.request.model", model);

@@ -1,4 +1,5 @@
 using FuncProxy.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 
 namespace FuncProxy.Tests.Configuration;
@@ -29,6 +30,56 @@ public sealed class OptionsValidationTests
         }
         var error = await Assert.ThrowsAsync<OptionsValidationException>(() => StartAsync(settings, name.EndsWith("TablePrefix", StringComparison.Ordinal) ? value : null));
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("FuncProxy:Upstreams:pool:BaseUrl", "https://example.com/v1", "FuncProxy:Upstreams:pool: set either BaseUrl (and SecretName) for one backend or Backends for a pool, not both")]
+    [InlineData("FuncProxy:Upstreams:pool:Backends:a:Weight", "0", "FuncProxy:Upstreams:pool:Backends:a:Weight must be between 1 and 1000")]
+    [InlineData("FuncProxy:Upstreams:pool:Backends:a:Priority", "-1", "FuncProxy:Upstreams:pool:Backends:a:Priority must be between 0 and 1000")]
+    [InlineData("FuncProxy:Upstreams:pool:Backends:a:Auth", "Secret", "FuncProxy:Upstreams:pool:Backends:a:SecretName is required with Auth 'Secret'")]
+    [InlineData("FuncProxy:Upstreams:pool:Backends:a:ManagedIdentityClientId", "not-a-guid", "FuncProxy:Upstreams:pool:Backends:a:ManagedIdentityClientId must be a client id")]
+    [InlineData("FuncProxy:Upstreams:pool:Backends:a:Deployments:gpt-4o", "../other", "FuncProxy:Upstreams:pool:Backends:a:Deployments: 'gpt-4o' must map to a deployment name")]
+    [InlineData("FuncProxy:Upstreams:pool:Backends:b:Priority", "1", "FuncProxy:Upstreams:pool:Backends:b:BaseUrl is required")]
+    [InlineData("FuncProxy:Upstreams:pool:Backends:a b:BaseUrl", "https://example.com/", "FuncProxy:Upstreams:pool:Backends:a b: a backend name is 1-64 characters")]
+    [InlineData("FuncProxy:Upstreams:pool:Failover:MaxAttempts", "0", "FuncProxy:Upstreams:pool:Failover:MaxAttempts must be between 1 and 10")]
+    [InlineData("FuncProxy:Upstreams:pool:Failover:RetryOnStatus:0", "404", "FuncProxy:Upstreams:pool:Failover:RetryOnStatus may list only 408, 429 and 5xx")]
+    [InlineData("FuncProxy:Upstreams:pool:Failover:MaxReplayBodyBytes", "-1", "FuncProxy:Upstreams:pool:Failover:MaxReplayBodyBytes must be between 0 and 64 MiB")]
+    [InlineData("FuncProxy:Upstreams:pool:Breaker:ConsecutiveFailures", "0", "FuncProxy:Upstreams:pool:Breaker:ConsecutiveFailures must be at least 1")]
+    [InlineData("FuncProxy:Upstreams:pool:Breaker:BreakDuration", "00:00:00", "FuncProxy:Upstreams:pool:Breaker:BreakDuration must be positive")]
+    [InlineData("FuncProxy:Proxy:BreakerSyncInterval", "00:00:00.010", "FuncProxy:Proxy:BreakerSyncInterval must be between 100 ms and 5 minutes")]
+    public async Task A_bad_backend_pool_setting_fails_the_start_with_a_message_naming_it(string name, string value, string expected)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["FuncProxy:Upstreams:pool:Backends:a:BaseUrl"] = "https://a.example.com/v1",
+            [name] = value,
+        };
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => StartAsync(settings, null));
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_valid_pool_of_secret_keyless_and_managed_identity_backends_starts()
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["FuncProxy:Upstreams:azure:Backends:ptu:BaseUrl"] = "https://ptu.openai.azure.com",
+            ["FuncProxy:Upstreams:azure:Backends:ptu:Auth"] = "ManagedIdentity",
+            ["FuncProxy:Upstreams:azure:Backends:ptu:Deployments:gpt-4o"] = "gpt4o-ptu",
+            ["FuncProxy:Upstreams:azure:Backends:eastus:BaseUrl"] = "https://eastus.openai.azure.com",
+            ["FuncProxy:Upstreams:azure:Backends:eastus:Priority"] = "1",
+            ["FuncProxy:Upstreams:azure:Backends:eastus:SecretName"] = "aoai-eastus",
+            ["FuncProxy:Upstreams:azure:Backends:eastus:AuthHeader"] = "api-key",
+            ["FuncProxy:Upstreams:azure:Backends:local:BaseUrl"] = "http://127.0.0.1:1/v1",
+            ["FuncProxy:Upstreams:azure:Backends:local:Priority"] = "2",
+            ["FuncProxy:Upstreams:azure:Failover:RetryOnStatus:0"] = "429",
+        };
+        await using var host = await GatewayHost.StartAsync(settings);
+        var route = host.Services.GetRequiredService<FuncProxy.Proxying.UpstreamCatalog>().Find("azure")!;
+        Assert.Equal(["ptu", "eastus", "local"], route.Pool.Backends.Select(b => b.Name));
+        Assert.Equal([FuncProxy.BackendAuth.ManagedIdentity, FuncProxy.BackendAuth.Secret, FuncProxy.BackendAuth.None], route.Pool.Backends.Select(b => b.Auth));
+        Assert.Equal("azure.ai.openai", route.Provider);
+        Assert.Equal([429], route.RetryOnStatus);
     }
 
     [Fact]

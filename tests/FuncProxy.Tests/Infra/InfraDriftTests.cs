@@ -168,6 +168,7 @@ public sealed class InfraDriftTests : IClassFixture<BicepDeployment>
         const string secretsUser = "4633458b-17de-408a-b874-0445c86b69e6";
         const string secretsOfficer = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7";
         const string metricsPublisher = "3913510d-42f4-4e42-8a64-420c390055eb";
+        const string openAIUser = "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd";
 
         var assignments = _deployment.Resources
             .Where(r => r.GetProperty("type").GetString() == "Microsoft.Authorization/roleAssignments")
@@ -180,9 +181,27 @@ public sealed class InfraDriftTests : IClassFixture<BicepDeployment>
         var deployer = assignments.Where(a => a.principal == BicepDeployment.DeployerPrincipalId).Select(a => a.role).Order().ToList();
         var app = assignments.Where(a => a.principal != BicepDeployment.DeployerPrincipalId).ToList();
 
-        Assert.Equal(new[] { blobDataOwner, tableDataContributor, secretsUser, metricsPublisher }.Order(), app.Select(a => a.role).Order());
+        // Cognitive Services OpenAI User comes from the one Azure OpenAI account the drift parameters name.
+        Assert.Equal(new[] { blobDataOwner, tableDataContributor, secretsUser, metricsPublisher, openAIUser }.Order(), app.Select(a => a.role).Order());
         Assert.All(app, a => Assert.Contains("userAssignedIdentities", a.principal, StringComparison.Ordinal));
         Assert.Equal(new[] { tableDataContributor, secretsOfficer }.Order(), deployer);
+    }
+
+    [Fact]
+    public void Each_listed_Azure_OpenAI_account_grants_the_app_identity_OpenAI_User_on_that_account_only()
+    {
+        const string openAIUser = "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd";
+        var grants = _deployment.Resources
+            .Where(r => r.GetProperty("type").GetString() == "Microsoft.Authorization/roleAssignments"
+                && r.GetProperty("properties").GetProperty("roleDefinitionId").GetString()!.EndsWith(openAIUser, StringComparison.Ordinal))
+            .ToList();
+
+        var grant = Assert.Single(grants);
+        Assert.StartsWith(BicepDeployment.OpenAIAccountId + "/providers/Microsoft.Authorization/roleAssignments/", grant.GetProperty("id").GetString(), StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("userAssignedIdentities", grant.GetProperty("properties").GetProperty("principalId").GetString(), StringComparison.Ordinal);
+        Assert.Equal("ServicePrincipal", grant.GetProperty("properties").GetProperty("principalType").GetString());
+        Assert.True(_deployment.CompiledTemplate.GetProperty("parameters").TryGetProperty("openAiAccountIds", out var parameter));
+        Assert.Equal("", parameter.GetProperty("defaultValue").GetString()); // none unless the operator lists some
     }
 
     private Dictionary<string, string> FuncProxySettings() =>

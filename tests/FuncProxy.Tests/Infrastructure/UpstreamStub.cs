@@ -50,6 +50,9 @@ public sealed class UpstreamStub : IAsyncDisposable
 
     public string CredentialHeader { get; set; } = "Authorization";
 
+    /// <summary>When set, answers every request in place of the routes below (after recording it): a backend that throttles, fails or breaks.</summary>
+    public Func<HttpContext, Task>? Override { get; set; }
+
     /// <summary>Delay between streamed events.</summary>
     public TimeSpan StreamDelay { get; set; } = TimeSpan.FromMilliseconds(20);
 
@@ -95,6 +98,11 @@ public sealed class UpstreamStub : IAsyncDisposable
                 await context.Response.WriteAsync("{\"error\":{\"message\":\"Incorrect API key provided: sk-****" + tail + ".\",\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}");
                 return;
             }
+            if (stub.Override is { } answer)
+            {
+                await answer(context);
+                return;
+            }
             await next(context);
         });
         app.MapPost("/v1/chat/completions", (HttpContext c) => stub!.ChatCompletionsAsync(c));
@@ -104,6 +112,9 @@ public sealed class UpstreamStub : IAsyncDisposable
         app.MapGet("/v1/models/{id}", (HttpContext c, string id) => ModelsAsync(c, id));
         app.MapPost("/v1/messages", (HttpContext c) => stub!.MessagesAsync(c));
         app.MapPost("/v1/messages/count_tokens", (HttpContext c) => c.Response.WriteAsJsonAsync(new { input_tokens = PromptTokens }));
+        // Azure OpenAI: the deployments shape (deployment in the path, api-version in the query) and the v1 API.
+        app.MapPost("/openai/deployments/{deployment}/chat/completions", (HttpContext c) => stub!.ChatCompletionsAsync(c));
+        app.MapPost("/openai/v1/chat/completions", (HttpContext c) => stub!.ChatCompletionsAsync(c));
         app.Map("/echo/{**rest}", (HttpContext c) => EchoAsync(c));
         app.Map("/hang", (HttpContext c) => stub!.HangAsync(c));
         app.Map("/stream-forever", (HttpContext c) => stub!.StreamForeverAsync(c));
@@ -441,6 +452,9 @@ public sealed class UpstreamStub : IAsyncDisposable
 /// <summary>What the stub saw of one request.</summary>
 public sealed record RecordedRequest(string Method, string Path, string RawTarget, string Query, IReadOnlyDictionary<string, string> Headers)
 {
+    /// <summary>When the stub received it (local clock).</summary>
+    public DateTimeOffset At { get; init; } = DateTimeOffset.UtcNow;
+
     public static RecordedRequest From(HttpContext context) => new(
         context.Request.Method,
         context.Request.Path.Value ?? "",
