@@ -98,7 +98,8 @@ public sealed class BackendPool
     private static Backend ByWeight(List<Backend> backends)
     {
         var total = backends.Sum(b => b.Weight);
-        var ticket = Random.Shared.Next(total);
+        // Load spreading only; RandomNumberGenerator keeps CA5394 (AnalysisModeSecurity) satisfied without a suppression.
+        var ticket = System.Security.Cryptography.RandomNumberGenerator.GetInt32(total);
         foreach (var backend in backends)
         {
             ticket -= backend.Weight;
