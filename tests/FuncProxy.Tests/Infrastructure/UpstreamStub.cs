@@ -116,6 +116,8 @@ public sealed class UpstreamStub : IAsyncDisposable
         app.MapPost("/openai/deployments/{deployment}/chat/completions", (HttpContext c) => stub!.ChatCompletionsAsync(c));
         app.MapPost("/openai/v1/chat/completions", (HttpContext c) => stub!.ChatCompletionsAsync(c));
         app.Map("/echo/{**rest}", (HttpContext c) => EchoAsync(c));
+        // Under an OpenAI-style base URL (.../v1) too, for the pool tests whose backends are configured that way.
+        app.Map("/v1/echo/{**rest}", (HttpContext c) => EchoAsync(c));
         app.Map("/hang", (HttpContext c) => stub!.HangAsync(c));
         app.Map("/stream-forever", (HttpContext c) => stub!.StreamForeverAsync(c));
         app.Map("/status/{code:int}", (int code) => Results.StatusCode(code));
