@@ -66,20 +66,9 @@ public sealed partial class PoolForwarder
             {
                 (replay, replayable) = await CaptureAsync(request, failover.MaxReplayBodyBytes, context.RequestAborted).ConfigureAwait(false);
             }
-            catch (RequestBodyTooLargeException)
+            catch (Exception e) when (IsBodyReadFailure(e, context))
             {
-                await BodyTooLargeAsync(context, route).ConfigureAwait(false);
-                return "request_too_large";
-            }
-            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-            {
-                return "client_gone";
-            }
-            catch (Exception e) when (e is IOException or BadHttpRequestException)
-            {
-                await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "request_body_error", "Bad Request",
-                    "The request body could not be read.").ConfigureAwait(false);
-                return "request_body_error";
+                return await AnswerBodyReadFailureAsync(context, route, e).ConfigureAwait(false);
             }
             if (!replayable)
             {
@@ -452,6 +441,28 @@ public sealed partial class PoolForwarder
                 "The upstream could not be reached."),
         };
         await Problem.WriteAsync(context, status, code, title, detail).ConfigureAwait(false);
+    }
+
+    /// <summary>A failure while reading the client's body: the client's doing (too large, gone, unreadable), never a 5xx.</summary>
+    internal static bool IsBodyReadFailure(Exception e, HttpContext context) =>
+        e is RequestBodyTooLargeException or IOException or BadHttpRequestException
+        || (e is OperationCanceledException && context.RequestAborted.IsCancellationRequested);
+
+    /// <summary>Answers a <see cref="IsBodyReadFailure"/> failure (413, or 400 <c>request_body_error</c>; nothing for a client gone) and names it.</summary>
+    internal static async Task<string> AnswerBodyReadFailureAsync(HttpContext context, UpstreamRoute route, Exception e)
+    {
+        switch (e)
+        {
+            case RequestBodyTooLargeException:
+                await BodyTooLargeAsync(context, route).ConfigureAwait(false);
+                return "request_too_large";
+            case OperationCanceledException:
+                return "client_gone";
+            default:
+                await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "request_body_error", "Bad Request",
+                    "The request body could not be read.").ConfigureAwait(false);
+                return "request_body_error";
+        }
     }
 
     internal static Task BodyTooLargeAsync(HttpContext context, UpstreamRoute route) =>

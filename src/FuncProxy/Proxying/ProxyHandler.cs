@@ -195,20 +195,9 @@ public sealed partial class ProxyHandler
             call = body is null ? CallBody.Empty
                 : await CallBody.ReadAsync(context.Request, options.Limits.TokenEstimatePeekBytes, context.RequestAborted).ConfigureAwait(false);
         }
-        catch (RequestBodyTooLargeException)
+        catch (Exception e) when (PoolForwarder.IsBodyReadFailure(e, context))
         {
-            await BodyTooLargeAsync(context, route).ConfigureAwait(false);
-            return "request_too_large";
-        }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
-        {
-            return "client_gone";
-        }
-        catch (Exception e) when (e is IOException or BadHttpRequestException)
-        {
-            await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "request_body_error", "Bad Request",
-                "The request body could not be read.").ConfigureAwait(false);
-            return "request_body_error";
+            return await PoolForwarder.AnswerBodyReadFailureAsync(context, route, e).ConfigureAwait(false);
         }
 
         // 4. Models: the key's aliases, then its allow-list, apply to the model the call names (JSON 'model', else an Azure deployment).
