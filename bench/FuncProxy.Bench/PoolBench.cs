@@ -38,8 +38,10 @@ public static class PoolBench
             stubs.Add(await UpstreamStub.StartAsync(record: false));
         }
         var failing = stubs[3];
+        long failingAttempts = 0;
         failing.Override = async c =>
         {
+            Interlocked.Increment(ref failingAttempts);
             c.Response.StatusCode = 503;
             await c.Response.WriteAsync("{}");
         };
@@ -80,12 +82,17 @@ public static class PoolBench
         {
             await LoadRun.RunAsync(up, 1, TimeSpan.FromSeconds(1), c => SendAsync(c, $"{address}/api/{up}/chat/completions", key), client);
         }
+        var attemptsBefore = Interlocked.Read(ref failingAttempts);
         for (var round = 0; round < rounds; round++)
         {
             direct.Add(await LoadRun.RunAsync("no failover", 1, TimeSpan.FromSeconds(seconds), c => SendAsync(c, $"{address}/api/one/chat/completions", key), client));
             failover.Add(await LoadRun.RunAsync("one failover", 1, TimeSpan.FromSeconds(seconds), c => SendAsync(c, $"{address}/api/failover/chat/completions", key), client));
             Console.WriteLine(FormattableString.Invariant($"  round {round + 1}: no failover p50 {direct[^1].P50Ms:F2} ms p99 {direct[^1].P99Ms:F2} ms; one failover p50 {failover[^1].P50Ms:F2} ms p99 {failover[^1].P99Ms:F2} ms; errors {direct[^1].Errors}/{failover[^1].Errors}"));
         }
+
+        // Every call of the failover rounds must have tried the failing backend first, or they measured nothing.
+        var failoverCalls = failover.Sum(r => r.Requests);
+        Console.WriteLine(FormattableString.Invariant($"  the failing backend answered 503 to {Interlocked.Read(ref failingAttempts) - attemptsBefore} attempts during {failoverCalls} failover calls"));
 
         // 2 and 3. Throughput, three backends against one; breaker-table operations over these runs.
         var board = gateway.Services.GetRequiredService<BreakerBoard>();

@@ -11,6 +11,7 @@ return mode switch
     "peers" => await PeersBench.RunAsync(rest),
     "accuracy-processes" => await ProcessAccuracyBench.RunAsync(rest),
     "pools" => await PoolBench.RunAsync(rest),
+    "spend" => await SpendBench.RunAsync(rest),
     _ => Usage(),
 };
 
@@ -35,6 +36,9 @@ static int Usage()
           pools [--concurrency 32] [--seconds 5] [--rounds 3] [--share-seconds 30]
               backend pools: failover cost, throughput of 3 backends vs 1, breaker-table operations per call, and how
               many calls two other instances still send to a backend after one instance got 429 with Retry-After 30 s
+          spend [--concurrency 16] [--seconds 5] [--rounds 3] [--budget-calls 100] [--accuracy-seconds 6] [--loads 0.5,1,2,10]
+              spend control: server CPU per call of a key with a budget, models and an alias vs the same limits without
+              them (one FuncProxy.Server process); a daily budget's accuracy in dollars across 3 processes at 0.5x-10x
         """);
     return 2;
 }
