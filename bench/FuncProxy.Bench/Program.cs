@@ -12,6 +12,8 @@ return mode switch
     "accuracy-processes" => await ProcessAccuracyBench.RunAsync(rest),
     "pools" => await PoolBench.RunAsync(rest),
     "spend" => await SpendBench.RunAsync(rest),
+    "percall" => await PerCallBench.RunAsync(rest),
+    "bare-yarp" => await BareYarpMode.RunAsync(rest),
     _ => Usage(),
 };
 
@@ -39,6 +41,12 @@ static int Usage()
           spend [--concurrency 16] [--seconds 5] [--rounds 3] [--budget-calls 100] [--accuracy-seconds 6] [--loads 0.5,1,2,10]
               spend control: server CPU per call of a key with a budget, models and an alias vs the same limits without
               them (one FuncProxy.Server process); a daily budget's accuracy in dollars across 3 processes at 0.5x-10x
+          percall [--concurrency 32] [--seconds 5] [--rounds 3] [--warmup 3] [--wrk-threads 2] [--nginx-workers 1]
+                  [--server-dll PATH] [--serve-seconds 0]
+              CPU µs and allocated bytes per call of bare YARP, FuncProxy.Server (limited key) and nginx, each in its own
+              process in front of the stub (own process), driven by wrk; needs wrk (apt-get install -y wrk), nginx optional
+          bare-yarp --port PORT --upstream http://127.0.0.1:PORT
+              Kestrel + YARP IHttpForwarder alone (percall's baseline), until Ctrl+C or SIGTERM
         """);
     return 2;
 }
