@@ -111,14 +111,14 @@ internal static class OperatorCli
 
     private static readonly Dictionary<(string, string), VerbSpec> Verbs = new()
     {
-        [("keys", "create")] = new("keys create --name NAME --upstream UPSTREAM [--upstream ...] [--owner OWNER] [--expires DATE] [--limit NAME=N ...] [--meta NAME=VALUE ...] [--model GLOB ...] [--alias CLIENT_MODEL=MODEL ...] [--model-limit GLOB=NAME=N ...] [--json]",
-            ["json"], ["name", "upstream", "owner", "expires", "limit", "meta", "model", "alias", "model-limit"], s => s.CreateAsync()),
+        [("keys", "create")] = new("keys create --name NAME --upstream UPSTREAM [--upstream ...] [--owner OWNER] [--expires DATE] [--limit NAME=N ...] [--meta NAME=VALUE ...] [--model GLOB ...] [--alias CLIENT_MODEL=MODEL ...] [--model-limit GLOB=NAME=N ...] [--origin ORIGIN ...] [--json]",
+            ["json"], ["name", "upstream", "owner", "expires", "limit", "meta", "model", "alias", "model-limit", "origin"], s => s.CreateAsync()),
         [("keys", "list")] = new("keys list [--owner OWNER] [--status active|disabled|revoked] [--upstream UPSTREAM] [--json]",
             ["json"], ["owner", "status", "upstream"], s => s.ListAsync()),
         [("keys", "get")] = new("keys get KEY_ID [--json]", ["json"], [], s => s.GetAsync()),
-        [("keys", "update")] = new("keys update KEY_ID [--name NAME] [--owner OWNER | --clear-owner] [--upstream UPSTREAM ...] [--expires DATE | --clear-expires] [--clear-limits] [--limit NAME=N|default ...] [--clear-meta] [--meta NAME=VALUE ...] [--remove-meta NAME ...] [--model GLOB ... | --clear-models] [--alias CLIENT_MODEL=MODEL ... | --clear-aliases] [--model-limit GLOB=NAME=N ... | --clear-model-limits] [--json]",
-            ["json", "clear-owner", "clear-expires", "clear-limits", "clear-meta", "clear-models", "clear-aliases", "clear-model-limits"],
-            ["name", "owner", "upstream", "expires", "limit", "meta", "remove-meta", "model", "alias", "model-limit"], s => s.UpdateAsync()),
+        [("keys", "update")] = new("keys update KEY_ID [--name NAME] [--owner OWNER | --clear-owner] [--upstream UPSTREAM ...] [--expires DATE | --clear-expires] [--clear-limits] [--limit NAME=N|default ...] [--clear-meta] [--meta NAME=VALUE ...] [--remove-meta NAME ...] [--model GLOB ... | --clear-models] [--alias CLIENT_MODEL=MODEL ... | --clear-aliases] [--model-limit GLOB=NAME=N ... | --clear-model-limits] [--origin ORIGIN ... | --clear-origins] [--json]",
+            ["json", "clear-owner", "clear-expires", "clear-limits", "clear-meta", "clear-models", "clear-aliases", "clear-model-limits", "clear-origins"],
+            ["name", "owner", "upstream", "expires", "limit", "meta", "remove-meta", "model", "alias", "model-limit", "origin"], s => s.UpdateAsync()),
         [("keys", "disable")] = new("keys disable KEY_ID [--json]", ["json"], [], s => s.SetStatusAsync("disable")),
         [("keys", "enable")] = new("keys enable KEY_ID [--json]", ["json"], [], s => s.SetStatusAsync("enable")),
         [("keys", "revoke")] = new("keys revoke KEY_ID [--json]", ["json"], [], s => s.SetStatusAsync("revoke")),
@@ -156,6 +156,7 @@ internal static class OperatorCli
                 ExpiresAt = Date("expires", errors),
                 Limits = Limits(errors),
                 Metadata = Metadata(errors) ?? new Dictionary<string, string>(),
+                AllowedOrigins = a.All("origin"),
             };
             if (ModelRules(errors) is { } rules)
             {
@@ -260,6 +261,7 @@ internal static class OperatorCli
                 AllowedModels = a.Flag("clear-models") ? [] : rules?.AllowedModels,
                 ModelAliases = a.Flag("clear-aliases") ? new Dictionary<string, string>() : rules?.ModelAliases,
                 ModelLimits = a.Flag("clear-model-limits") ? new Dictionary<string, KeyLimits>() : rules?.ModelLimits,
+                AllowedOrigins = a.Flag("clear-origins") ? [] : a.All("origin") is { Count: > 0 } origins ? origins : null,
             };
             if (errors.Count == 0 && update.FieldNames().Count == 0)
             {
@@ -610,6 +612,7 @@ internal static class OperatorCli
                   models:           {(r.AllowedModels.Count == 0 ? "any" : string.Join(", ", r.AllowedModels))}
                   aliases:          {(r.ModelAliases.Count == 0 ? "-" : string.Join(", ", r.ModelAliases.Select(m => $"{m.Key}->{m.Value}")))}
                   model limits:     {modelLimits}
+                  origins:          {(r.AllowedOrigins.Count == 0 ? "any its upstreams allow" : string.Join(", ", r.AllowedOrigins))}
                   old secret until: {(r.PreviousSecretHash is null ? "-" : Time(r.PreviousSecretExpiresAt))}
                 """);
             return Ok;
@@ -795,6 +798,7 @@ internal static class OperatorCli
         {
             "$" => null,
             "allowedUpstreams" => "--upstream",
+            "allowedOrigins" => "--origin",
             "expiresAt" => "--expires",
             "limits" => "--limit",
             "metadata" => "--meta",

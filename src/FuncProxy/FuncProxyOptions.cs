@@ -205,6 +205,59 @@ public sealed class UpstreamOptions
 
     /// <summary>When a backend is taken out of the pool for a while.</summary>
     public BreakerOptions Breaker { get; set; } = new();
+
+    /// <summary>
+    /// Cross-origin access for browser apps (CORS), answered by the gateway itself: preflights never reach the upstream and
+    /// need no key. Default: no origin is listed, so no cross-origin access.
+    /// </summary>
+    public UpstreamCorsOptions Cors { get; set; } = new();
+}
+
+/// <summary>
+/// The CORS policy of one upstream (<c>FuncProxy:Upstreams:{name}:Cors</c>), validated at start. A key's own
+/// <c>allowedOrigins</c> can narrow it further for that key's calls (docs/cors.md).
+/// </summary>
+public sealed class UpstreamCorsOptions
+{
+    /// <summary>
+    /// Origins whose pages may call this upstream: absolute http(s) origins without a path, e.g.
+    /// <c>https://app.example.com</c> or <c>http://localhost:5173</c>. <c>*</c> (any origin) is allowed only without
+    /// <see cref="AllowCredentials"/>. Empty (the default): no cross-origin access.
+    /// </summary>
+    public List<string> AllowedOrigins { get; set; } = [];
+
+    /// <summary>Methods a cross-origin page may use (<c>*</c>: any method the gateway forwards). Unset: GET, POST.</summary>
+    public List<string>? AllowedMethods { get; set; }
+
+    /// <summary>
+    /// Request headers a cross-origin page may send, e.g. <c>Authorization</c>, <c>Content-Type</c>, <c>anthropic-version</c>
+    /// (<c>*</c>: any; the gateway then names the ones the preflight asked for, never a literal <c>*</c>). By default <c>*</c>,
+    /// since SDKs send many headers of their own (<c>x-stainless-*</c>) and header names grant nothing: every request still
+    /// needs a key, and credentials and forwarding claims are stripped before anything is forwarded.
+    /// Unset: <c>*</c>.
+    /// </summary>
+    public List<string>? AllowedHeaders { get; set; }
+
+    // Defaults apply only when a list is not configured at all: the configuration binder adds to a list that has items.
+    internal IReadOnlyList<string> EffectiveAllowedMethods => AllowedMethods is { Count: > 0 } m ? m : ["GET", "POST"];
+
+    internal IReadOnlyList<string> EffectiveAllowedHeaders => AllowedHeaders is { Count: > 0 } h ? h : ["*"];
+
+    /// <summary>
+    /// Let the browser send cookies and HTTP authentication with the call (<c>Access-Control-Allow-Credentials: true</c>).
+    /// FuncProxy keys travel in request headers, which need no such grant, so leave this off unless a front end in the
+    /// browser's path needs cookies. Never together with a <c>*</c> origin.
+    /// </summary>
+    public bool AllowCredentials { get; set; }
+
+    /// <summary>
+    /// Response headers a page may read besides those the gateway always exposes (RateLimit, RateLimit-Policy,
+    /// Retry-After, retry-after-ms, request-id, x-request-id), e.g. a provider's <c>openai-processing-ms</c>.
+    /// </summary>
+    public List<string> ExposedHeaders { get; set; } = [];
+
+    /// <summary>How long a browser may cache a preflight's answer (0 to 2 hours; browsers cap it themselves). Default 10 minutes.</summary>
+    public TimeSpan MaxAge { get; set; } = TimeSpan.FromMinutes(10);
 }
 
 /// <summary>How a backend presents a credential to its provider.</summary>

@@ -160,6 +160,7 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
             {
                 errors.Add($"{at}:Provider must be a lower-case OpenTelemetry provider name such as 'openai' or 'azure.ai.openai'.");
             }
+            CrossOrigin.Validate($"{at}:Cors", upstream.Cors, errors);
             var failover = upstream.Failover;
             if (failover.MaxAttempts is < 1 or > 10)
             {

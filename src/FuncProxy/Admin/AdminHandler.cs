@@ -806,14 +806,16 @@ public sealed record KeyView(
     DateTimeOffset? PreviousSecretExpiresAt,
     IReadOnlyList<string> AllowedModels,
     IReadOnlyDictionary<string, string> ModelAliases,
-    IReadOnlyDictionary<string, KeyLimitsView> ModelLimits)
+    IReadOnlyDictionary<string, KeyLimitsView> ModelLimits,
+    IReadOnlyList<string> AllowedOrigins)
 {
     public static KeyView From(KeyRecord r)
     {
         ArgumentNullException.ThrowIfNull(r);
         return new(r.Id, ApiKey.Redact(r.Id), r.Name, r.Owner, r.Status.ToString().ToLowerInvariant(), r.CreatedAt, r.ExpiresAt,
             r.AllowedUpstreams, KeyLimitsView.From(r.Limits), r.Metadata, r.PreviousSecretHash is null ? null : r.PreviousSecretExpiresAt,
-            r.AllowedModels, r.ModelAliases, r.ModelLimits.ToDictionary(m => m.Key, m => KeyLimitsView.From(m.Value)!, StringComparer.Ordinal));
+            r.AllowedModels, r.ModelAliases, r.ModelLimits.ToDictionary(m => m.Key, m => KeyLimitsView.From(m.Value)!, StringComparer.Ordinal),
+            r.AllowedOrigins);
     }
 }
 

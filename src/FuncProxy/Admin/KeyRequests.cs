@@ -30,8 +30,9 @@ public sealed partial class KeyRequests
     /// <summary>Largest daily or monthly budget, in US dollars (1e12 micro-dollars, the largest limit value).</summary>
     public const decimal MaxBudgetUsd = MaxLimitValue / 1_000_000m;
     public const int MaxModelEntries = 100;
+    public const int MaxOriginEntries = 20;
 
-    private static readonly string[] CreateFields = ["name", "owner", "allowedUpstreams", "expiresAt", "limits", "metadata", "allowedModels", "modelAliases", "modelLimits"];
+    private static readonly string[] CreateFields = ["name", "owner", "allowedUpstreams", "expiresAt", "limits", "metadata", "allowedModels", "modelAliases", "modelLimits", "allowedOrigins"];
 
     private readonly UpstreamCatalog _catalog;
     private readonly TimeProvider _time;
@@ -65,8 +66,10 @@ public sealed partial class KeyRequests
         var models = body.TryGetProperty("allowedModels", out var am) ? Models(am, errors) : null;
         var aliases = body.TryGetProperty("modelAliases", out var ma) ? Aliases(ma, errors) : null;
         var modelLimits = body.TryGetProperty("modelLimits", out var ml) ? ModelLimits(ml, errors) : null;
+        var origins = body.TryGetProperty("allowedOrigins", out var ao) ? Origins(ao, errors) : null;
         var creation = new KeyCreation
         {
+            AllowedOrigins = origins ?? [],
             AllowedModels = models ?? [],
             ModelAliases = aliases ?? new Dictionary<string, string>(),
             ModelLimits = modelLimits ?? new Dictionary<string, KeyLimits>(),
@@ -107,6 +110,7 @@ public sealed partial class KeyRequests
             AllowedModels = body.TryGetProperty("allowedModels", out var am) ? Models(am, errors) ?? [] : null,
             ModelAliases = body.TryGetProperty("modelAliases", out var ma) ? Aliases(ma, errors) ?? new Dictionary<string, string>() : null,
             ModelLimits = body.TryGetProperty("modelLimits", out var ml) ? ModelLimits(ml, errors) ?? new Dictionary<string, KeyLimits>() : null,
+            AllowedOrigins = body.TryGetProperty("allowedOrigins", out var ao) ? Origins(ao, errors) ?? [] : null,
         };
         if (errors.Count == 0 && update.FieldNames().Count == 0)
         {
@@ -171,6 +175,7 @@ public sealed partial class KeyRequests
         CheckLimits(creation.Limits, errors);
         CheckMetadata(creation.Metadata, errors);
         CheckModels(creation.AllowedModels, creation.ModelAliases, creation.ModelLimits, errors);
+        CheckOrigins(creation.AllowedOrigins, errors);
     }
 
     public void Validate(KeyUpdate update, List<FieldError> errors)
@@ -207,6 +212,23 @@ public sealed partial class KeyRequests
             CheckMetadata(metadata.Set, errors);
         }
         CheckModels(update.AllowedModels ?? [], update.ModelAliases ?? new Dictionary<string, string>(), update.ModelLimits ?? new Dictionary<string, KeyLimits>(), errors);
+        CheckOrigins(update.AllowedOrigins ?? [], errors);
+    }
+
+    private static void CheckOrigins(IReadOnlyList<string> origins, List<FieldError> errors)
+    {
+        if (origins.Count > MaxOriginEntries)
+        {
+            errors.Add(new("allowedOrigins", $"At most {MaxOriginEntries} origins."));
+            return;
+        }
+        for (var i = 0; i < origins.Count; i++)
+        {
+            if (!CrossOrigin.TryNormalizeOrigin(origins[i], out _))
+            {
+                errors.Add(new($"allowedOrigins[{i}]", "An origin as browsers send it: http or https, a host and an optional port, no path or trailing slash (e.g. https://app.example.com); '*' and 'null' are not allowed."));
+            }
+        }
     }
 
     // A field already refused for its shape (missing, wrong type) is not refused again for its value.
@@ -587,6 +609,34 @@ public sealed partial class KeyRequests
             metadata[property.Name] = property.Value.GetString()!;
         }
         return metadata;
+    }
+
+    private static List<string>? Origins(JsonElement value, List<FieldError> errors)
+    {
+        if (value.ValueKind == JsonValueKind.Null)
+        {
+            return [];
+        }
+        if (value.ValueKind != JsonValueKind.Array)
+        {
+            errors.Add(new("allowedOrigins", "Must be an array of origins (empty: any origin the key's upstreams allow)."));
+            return null;
+        }
+        var list = new List<string>();
+        var i = 0;
+        foreach (var item in value.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.String)
+            {
+                errors.Add(new($"allowedOrigins[{i}]", "Must be a string."));
+            }
+            else
+            {
+                list.Add(item.GetString()!);
+            }
+            i++;
+        }
+        return list;
     }
 
     private static List<string>? Models(JsonElement value, List<FieldError> errors)

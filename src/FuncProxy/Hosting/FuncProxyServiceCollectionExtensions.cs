@@ -82,6 +82,9 @@ public static class FuncProxyServiceCollectionExtensions
         services.TryAddSingleton<BreakerBoard>();
         services.AddHostedService(sp => sp.GetRequiredService<BreakerBoard>());
         services.TryAddSingleton<PoolForwarder>();
+        // ASP.NET Core's CORS service evaluates each upstream's policy; no CORS middleware: the proxy route answers itself.
+        services.AddCors();
+        services.TryAddSingleton<CrossOrigin>();
         services.TryAddSingleton<ProxyHandler>();
         services.TryAddSingleton<HealthHandler>();
         return services;

@@ -12,6 +12,7 @@ public sealed record KeyCreation
     public IReadOnlyList<string> AllowedModels { get; init; } = [];
     public IReadOnlyDictionary<string, string> ModelAliases { get; init; } = new Dictionary<string, string>();
     public IReadOnlyDictionary<string, KeyLimits> ModelLimits { get; init; } = new Dictionary<string, KeyLimits>();
+    public IReadOnlyList<string> AllowedOrigins { get; init; } = [];
 }
 
 /// <summary>A newly minted key: the only moment its full value exists outside the client.</summary>
@@ -83,6 +84,8 @@ public sealed record KeyUpdate
     public IReadOnlyDictionary<string, string>? ModelAliases { get; init; }
     /// <summary>Replaces all per-model limits (an object of patterns is replaced as a whole, not merged).</summary>
     public IReadOnlyDictionary<string, KeyLimits>? ModelLimits { get; init; }
+    /// <summary>Replaces the browser origins the key may be used from (empty: any its upstreams allow).</summary>
+    public IReadOnlyList<string>? AllowedOrigins { get; init; }
 
     /// <summary>The names of the fields this update touches (for the audit log: names only, never values).</summary>
     public IReadOnlyList<string> FieldNames()
@@ -97,6 +100,7 @@ public sealed record KeyUpdate
         if (AllowedModels is not null) { names.Add("allowedModels"); }
         if (ModelAliases is not null) { names.Add("modelAliases"); }
         if (ModelLimits is not null) { names.Add("modelLimits"); }
+        if (AllowedOrigins is not null) { names.Add("allowedOrigins"); }
         return names;
     }
 }
@@ -152,6 +156,7 @@ public sealed class KeyLifecycle
                 AllowedModels = request.AllowedModels,
                 ModelAliases = request.ModelAliases,
                 ModelLimits = request.ModelLimits,
+                AllowedOrigins = request.AllowedOrigins,
                 SecretHash = KeyHasher.Hash(drawn.Id, drawn.Secret),
             };
             if (await _store.TryAddAsync(record, cancellationToken).ConfigureAwait(false))
@@ -186,6 +191,7 @@ public sealed class KeyLifecycle
                 AllowedModels = update.AllowedModels ?? r.AllowedModels,
                 ModelAliases = update.ModelAliases ?? r.ModelAliases,
                 ModelLimits = update.ModelLimits ?? r.ModelLimits,
+                AllowedOrigins = update.AllowedOrigins ?? r.AllowedOrigins,
             };
         }, cancellationToken);
     }

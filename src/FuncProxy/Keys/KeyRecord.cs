@@ -110,6 +110,12 @@ public sealed record KeyRecord
 
     public IReadOnlyDictionary<string, string> Metadata { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>
+    /// Browser origins (as <c>Origin</c> carries them, lower-case) this key may be used from; empty: any origin its upstreams'
+    /// CORS policies allow. A call bearing another <c>Origin</c> is refused (see <see cref="Proxying.CrossOrigin"/>).
+    /// </summary>
+    public IReadOnlyList<string> AllowedOrigins { get; init; } = [];
+
     /// <summary>SHA-256 of the current secret (see <see cref="KeyHasher"/>).</summary>
     public required byte[] SecretHash { get; init; }
 

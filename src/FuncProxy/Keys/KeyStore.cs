@@ -129,6 +129,7 @@ public sealed class KeyStore
         ["AllowedModels"] = r.AllowedModels.Count == 0 ? null : JsonSerializer.Serialize(r.AllowedModels, Json),
         ["ModelAliases"] = r.ModelAliases.Count == 0 ? null : JsonSerializer.Serialize(r.ModelAliases, Json),
         ["ModelLimits"] = r.ModelLimits.Count == 0 ? null : JsonSerializer.Serialize(r.ModelLimits, Json),
+        ["AllowedOrigins"] = r.AllowedOrigins.Count == 0 ? null : string.Join(' ', r.AllowedOrigins),
         ["SecretHash"] = r.SecretHash,
         ["PreviousSecretHash"] = r.PreviousSecretHash,
         ["PreviousSecretExpiresAt"] = r.PreviousSecretExpiresAt,
@@ -142,6 +143,7 @@ public sealed class KeyStore
         var models = e.GetString("AllowedModels");
         var aliases = e.GetString("ModelAliases");
         var modelLimits = e.GetString("ModelLimits");
+        var origins = e.GetString("AllowedOrigins");
         return new KeyRecord
         {
             Id = e.PartitionKey,
@@ -158,6 +160,7 @@ public sealed class KeyStore
                 : new Dictionary<string, string>(JsonSerializer.Deserialize<Dictionary<string, string>>(aliases, Json) ?? [], StringComparer.OrdinalIgnoreCase),
             ModelLimits = string.IsNullOrEmpty(modelLimits) ? new Dictionary<string, KeyLimits>()
                 : JsonSerializer.Deserialize<Dictionary<string, KeyLimits>>(modelLimits, Json) ?? [],
+            AllowedOrigins = string.IsNullOrEmpty(origins) ? [] : origins.Split(' '),
             SecretHash = e.GetBinary("SecretHash") ?? [],
             PreviousSecretHash = e.GetBinary("PreviousSecretHash"),
             PreviousSecretExpiresAt = e.GetDateTimeOffset("PreviousSecretExpiresAt"),

@@ -28,6 +28,7 @@ public sealed partial class ProxyHandler
     private readonly FailureLockout _keyLockout;
     private readonly Spend.PriceTable _prices;
     private readonly IOptionsMonitor<FuncProxyOptions> _options;
+    private readonly CrossOrigin _crossOrigin;
     // Each unpriced (upstream, model) is logged once per instance; the metric counts every call.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Upstream, string Model), byte> _unpricedLogged = new();
 
@@ -42,8 +43,11 @@ public sealed partial class ProxyHandler
         ClientAddress clientAddress,
         ClientKeyLockout keyLockout,
         Spend.PriceTable prices,
-        IOptionsMonitor<FuncProxyOptions> options)
+        IOptionsMonitor<FuncProxyOptions> options,
+        CrossOrigin crossOrigin)
     {
+        ArgumentNullException.ThrowIfNull(crossOrigin);
+        _crossOrigin = crossOrigin;
         ArgumentNullException.ThrowIfNull(prices);
         ArgumentNullException.ThrowIfNull(options);
         _prices = prices;
@@ -83,6 +87,11 @@ public sealed partial class ProxyHandler
         var status = context.Response.StatusCode;
         activity?.SetTag("http.response.status_code", status);
         var routeName = route?.Name ?? "(unknown)";
+        if (refusal == CorsPreflight)
+        {
+            _metrics.Request(routeName, "preflight", status);
+            return;
+        }
         if (refusal is not null)
         {
             activity?.SetTag("funcproxy.refusal", refusal);
@@ -91,6 +100,9 @@ public sealed partial class ProxyHandler
         }
         _metrics.Request(routeName, refusal is null ? "forwarded" : "refused", status);
     }
+
+    // A preflight the gateway granted: answered by the gateway, but not a refusal.
+    private const string CorsPreflight = "cors_preflight";
 
     /// <returns>Null when the call was forwarded; otherwise why the gateway answered itself.</returns>
     private async Task<string?> HandleCoreAsync(HttpContext context, UpstreamRoute? route, string? path, Activity? activity)
@@ -123,6 +135,15 @@ public sealed partial class ProxyHandler
                 "No upstream is configured under that name.").ConfigureAwait(false);
             return "unknown_upstream";
         }
+
+        // CORS (CrossOrigin): a browser's preflight is answered here, before any key is asked for, and never forwarded; every
+        // other answer to an allowed origin (refusals included, so a page can read them) carries the grant.
+        if (CrossOrigin.IsPreflight(request))
+        {
+            await _crossOrigin.AnswerPreflightAsync(context, route).ConfigureAwait(false);
+            return context.Response.StatusCode == StatusCodes.Status204NoContent ? CorsPreflight : "cors_not_allowed";
+        }
+        var grant = _crossOrigin.GrantOnStart(context, route);
 
         // 2. Authenticate. An IP that keeps presenting refused keys is locked out first, so nobody guesses keys at speed.
         // A proxy hop (see ClientAddress) is never locked out: that would lock out every client behind it.
@@ -171,6 +192,16 @@ public sealed partial class ProxyHandler
             await Problem.WriteAsync(context, StatusCodes.Status403Forbidden, "upstream_not_allowed", "Forbidden",
                 "This API key may not call this upstream.").ConfigureAwait(false);
             return "upstream_not_allowed";
+        }
+        // A key's own origins narrow its upstreams' CORS policies: a page elsewhere cannot spend it (nor read the answer).
+        var origin = request.Headers.Origin;
+        if (origin.Count > 0 && !CrossOrigin.KeyAllows(key.AllowedOrigins, origin.ToString()))
+        {
+            grant?.Withdraw();
+            Log.OriginForbidden(_logger, key.Id, route.Name);
+            await Problem.WriteAsync(context, StatusCodes.Status403Forbidden, "origin_not_allowed", "Forbidden",
+                "This API key may not be used from this origin.").ConfigureAwait(false);
+            return "origin_not_allowed";
         }
 
         if (!UpstreamRoute.TryParsePath(path, context.Request.QueryString.Value, out var upstreamPath))
@@ -315,6 +346,9 @@ public sealed partial class ProxyHandler
 
         [LoggerMessage(EventId = 4101, Level = LogLevel.Warning, Message = "Locked out {ClientIp} after repeated refused client keys.")]
         public static partial void ClientLockedOut(ILogger logger, string clientIp);
+
+        [LoggerMessage(EventId = 2013, Level = LogLevel.Information, Message = "Key {KeyId} may not be used from the request's origin on upstream {Upstream}.")]
+        public static partial void OriginForbidden(ILogger logger, string keyId, string upstream);
 
         [LoggerMessage(EventId = 2011, Level = LogLevel.Information, Message = "Key {KeyId} may not call model {Model} on upstream {Upstream}.")]
         public static partial void ModelForbidden(ILogger logger, string keyId, string model, string upstream);

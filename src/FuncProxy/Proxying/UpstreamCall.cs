@@ -120,7 +120,9 @@ internal sealed class UpstreamCall : HttpTransformer
                 }
             }
         }
-        foreach (var name in headers.Keys.Where(StrippedResponseHeaders.Contains).ToList())
+        // The upstream's CORS grants (some providers answer 'Access-Control-Allow-Origin: *') are not the gateway's:
+        // CrossOrigin puts the upstream's configured policy on instead, or nothing.
+        foreach (var name in headers.Keys.Where(n => StrippedResponseHeaders.Contains(n) || n.StartsWith("Access-Control-", StringComparison.OrdinalIgnoreCase)).ToList())
         {
             headers.Remove(name);
         }

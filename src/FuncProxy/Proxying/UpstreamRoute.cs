@@ -28,6 +28,7 @@ public sealed class UpstreamRoute
         Pool = new BackendPool(backends, now);
         IsPool = options.Backends.Count > 0;
         Provider = options.Provider ?? InferProvider(backends);
+        Cors = CrossOrigin.BuildPolicy(options.Cors);
     }
 
     public string Name { get; }
@@ -42,6 +43,9 @@ public sealed class UpstreamRoute
     public string? Provider { get; }
 
     public long MaxRequestBodyBytes { get; }
+
+    /// <summary>Who may call this upstream from a browser on another origin (<see cref="CrossOrigin"/>); null: nobody.</summary>
+    public Microsoft.AspNetCore.Cors.Infrastructure.CorsPolicy? Cors { get; }
 
     public FailoverOptions Failover { get; }
 

@@ -47,6 +47,23 @@ public sealed class OperatorCliTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Keys_create_and_update_set_and_clear_the_browser_origins_a_key_may_be_used_from()
+    {
+        var (id, _) = await CreateAsync("--origin", "https://app.example.com", "--origin", "http://localhost:5173");
+        var get = await RunAsync("keys", "get", id, "--json");
+        Assert.Equal(["https://app.example.com", "http://localhost:5173"],
+            JsonDocument.Parse(get.Out).RootElement.GetProperty("allowedOrigins").EnumerateArray().Select(o => o.GetString()));
+
+        var invalid = await RunAsync("keys", "update", id, "--origin", "https://app.example.com/");
+        Assert.Equal(OperatorCli.Usage, invalid.Code);
+        Assert.Contains("--origin", invalid.Err, StringComparison.Ordinal);
+
+        var cleared = await RunAsync("keys", "update", id, "--clear-origins", "--json");
+        Assert.Equal(OperatorCli.Ok, cleared.Code);
+        Assert.Equal(0, JsonDocument.Parse(cleared.Out).RootElement.GetProperty("allowedOrigins").GetArrayLength());
+    }
+
+    [Fact]
     public async Task Keys_create_get_list_update_disable_enable_rotate_revoke_work_and_are_audited()
     {
         var (code, text, _) = await RunAsync("keys", "create", "--name", "human", "--upstream", "echo", "--owner", "ops", "--limit", "requestsPerMinute=60", "--meta", "ticket=OPS-7");

@@ -17,6 +17,14 @@ public sealed class OptionsValidationTests
     [InlineData("FuncProxy:Keys:CacheDuration", "01:00:00", "Keys:CacheDuration must be between 0 and 5 minutes")]
     [InlineData("FuncProxy:Storage:TablePrefix", "1bad-prefix", "TablePrefix must be letters and digits")]
     [InlineData("FuncProxy:ClientIpHeader", "X-Client IP:", "FuncProxy:ClientIpHeader must be a valid header name")]
+    [InlineData("FuncProxy:Upstreams:good:Cors:AllowedOrigins:0", "https://app.example.com/", "FuncProxy:Upstreams:good:Cors:AllowedOrigins: 'https://app.example.com/' is not an origin")]
+    [InlineData("FuncProxy:Upstreams:good:Cors:AllowedOrigins:0", "app.example.com", "FuncProxy:Upstreams:good:Cors:AllowedOrigins: 'app.example.com' is not an origin")]
+    [InlineData("FuncProxy:Upstreams:good:Cors:AllowedOrigins:0", "https://app.example.com/path", "is not an origin")]
+    [InlineData("FuncProxy:Upstreams:good:Cors:AllowedOrigins:0", "null", "'null' is not an origin")]
+    [InlineData("FuncProxy:Upstreams:good:Cors:AllowedOrigins:0", "ftp://files.example.com", "is not an origin")]
+    [InlineData("FuncProxy:Upstreams:good:Cors:AllowedMethods:0", "TRACE", "FuncProxy:Upstreams:good:Cors:AllowedMethods: 'TRACE' is not a method the gateway forwards")]
+    [InlineData("FuncProxy:Upstreams:good:Cors:ExposedHeaders:0", "*", "FuncProxy:Upstreams:good:Cors:ExposedHeaders must name headers")]
+    [InlineData("FuncProxy:Upstreams:good:Cors:MaxAge", "03:00:00", "FuncProxy:Upstreams:good:Cors:MaxAge must be between 0 and 2 hours")]
     public async Task A_bad_setting_fails_the_start_with_a_message_naming_it(string name, string value, string expected)
     {
         var settings = new Dictionary<string, string?>
@@ -56,6 +64,19 @@ public sealed class OptionsValidationTests
         };
         var error = await Assert.ThrowsAsync<OptionsValidationException>(() => StartAsync(settings, null));
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_star_origin_with_credentials_fails_the_start()
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["FuncProxy:Upstreams:web:BaseUrl"] = "https://example.com/v1",
+            ["FuncProxy:Upstreams:web:Cors:AllowedOrigins:0"] = "*",
+            ["FuncProxy:Upstreams:web:Cors:AllowCredentials"] = "true",
+        };
+        var error = await Assert.ThrowsAsync<OptionsValidationException>(() => StartAsync(settings, null));
+        Assert.Contains("FuncProxy:Upstreams:web:Cors:AllowedOrigins may not contain '*' while AllowCredentials is true", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
