@@ -32,6 +32,12 @@ public sealed class FuncProxyOptions
     /// <summary>The management API under <c>/api/admin/</c>: who may call it and how hard.</summary>
     public AdminOptions Admin { get; set; } = new();
 
+    /// <summary>
+    /// Entra ID access tokens as client credentials instead of FuncProxy keys, each mapped to a key record whose upstreams,
+    /// limits and budgets then apply. Off unless <see cref="ClientTokenOptions.Authority"/> is set.
+    /// </summary>
+    public ClientTokenOptions ClientTokens { get; set; } = new();
+
     /// <summary>The audit log: how long its events are kept.</summary>
     public AuditOptions Audit { get; set; } = new();
 
@@ -441,6 +447,82 @@ public sealed class EntraIdOptions
 
     /// <summary>Require https for the metadata and key documents. Only tests on loopback turn this off.</summary>
     public bool RequireHttpsMetadata { get; set; } = true;
+}
+
+/// <summary>
+/// Client calls with an Entra ID access token for the gateway's app registration (<c>Authorization: Bearer &lt;JWT&gt;</c>):
+/// managed identities (app tokens) and single-page apps signing a user in with MSAL (delegated tokens). A token is valid
+/// when it is signed by a key the tenant publishes, its issuer is the configured tenant's (v2.0, or v1 <c>sts.windows.net</c>),
+/// its <c>tid</c> is <see cref="TenantId"/>, its audience is one of <see cref="Audiences"/>, it is within its lifetime (give or
+/// take <see cref="ClockSkew"/>), and it carries <see cref="RequiredScope"/> (delegated) or <see cref="RequiredAppRole"/> (app).
+/// It is then mapped to a key record by <see cref="Rules"/> (and rules made through the management API); see docs/entra-id-clients.md.
+/// </summary>
+public sealed class ClientTokenOptions
+{
+    /// <summary>
+    /// The tenant's authority, e.g. <c>https://login.microsoftonline.com/{tenant-id}/v2.0</c>: one tenant, never
+    /// <c>common</c>, <c>organizations</c> or <c>consumers</c>. Absent: client tokens are not accepted (keys only).
+    /// </summary>
+    public Uri? Authority { get; set; }
+
+    /// <summary>The OpenID metadata document; defaults to <c>{Authority}/.well-known/openid-configuration</c>.</summary>
+    public Uri? MetadataAddress { get; set; }
+
+    /// <summary>The tenant (directory) id, a GUID: a token's <c>tid</c> must equal it, and it names the v1 issuer.</summary>
+    public string? TenantId { get; set; }
+
+    /// <summary>
+    /// Accepted <c>aud</c> values: the gateway app registration's client id (v2 tokens) and/or its Application ID URI such as
+    /// <c>api://funcproxy</c> (v1 tokens). At least one.
+    /// </summary>
+    public List<string> Audiences { get; set; } = [];
+
+    /// <summary>
+    /// Also accept v1 tokens (issuer <c>https://sts.windows.net/{TenantId}/</c>), which Entra issues when the app registration's
+    /// <c>requestedAccessTokenVersion</c> is 1 or unset. Set the registration to 2 and this to false to accept v2 tokens only.
+    /// </summary>
+    public bool AcceptV1Tokens { get; set; } = true;
+
+    /// <summary>The delegated scope a user's token (one with <c>scp</c>) must carry, e.g. <c>access_as_user</c>.</summary>
+    public string RequiredScope { get; set; } = "access_as_user";
+
+    /// <summary>The app role an app token (one without <c>scp</c>, e.g. a managed identity's) must carry in <c>roles</c>.</summary>
+    public string RequiredAppRole { get; set; } = "FuncProxy.Client";
+
+    /// <summary>Tolerance on <c>exp</c>/<c>nbf</c> for clocks that differ (0 to 5 minutes).</summary>
+    public TimeSpan ClockSkew { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>Require https for the metadata and key documents. Only tests on loopback turn this off.</summary>
+    public bool RequireHttpsMetadata { get; set; } = true;
+
+    /// <summary>
+    /// Token-to-key rules from configuration, each with <see cref="TokenRuleOptions.KeyId"/> and exactly one matcher. When several
+    /// match one token, an object id rule wins over an app id rule, which wins over an app role rule, which wins over a group
+    /// rule; among role or group rules the first listed wins, and configured rules come before those made through the API.
+    /// </summary>
+    public List<TokenRuleOptions> Rules { get; set; } = [];
+
+    /// <summary>How often each instance re-reads the rules made through the management API (one table query each time, never one per call).</summary>
+    public TimeSpan RuleRefreshInterval { get; set; } = TimeSpan.FromSeconds(30);
+}
+
+/// <summary>One token-to-key rule: the key record a matching token acts as, and one matcher.</summary>
+public sealed class TokenRuleOptions
+{
+    /// <summary>The key record (its id, e.g. <c>abcdefghij234567</c>) whose upstreams, limits and budgets apply.</summary>
+    public string? KeyId { get; set; }
+
+    /// <summary>The client application's id: <c>azp</c> (v2) or <c>appid</c> (v1), e.g. a managed identity's or an SPA's client id.</summary>
+    public string? AppId { get; set; }
+
+    /// <summary>The object id (<c>oid</c>) of a user (delegated tokens) or a service principal/managed identity (app tokens).</summary>
+    public string? ObjectId { get; set; }
+
+    /// <summary>An app role value in the token's <c>roles</c>.</summary>
+    public string? AppRole { get; set; }
+
+    /// <summary>A group object id in the token's <c>groups</c> (the app registration must emit group claims).</summary>
+    public string? Group { get; set; }
 }
 
 /// <summary>What the limiter does while Table Storage cannot be reached (or answers slower than <see cref="LimitOptions.StorageTimeout"/>).</summary>

@@ -88,6 +88,7 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
                 errors.Add($"{P}:Admin:EntraId:RequiredRole must name the app role that makes a caller an admin.");
             }
         }
+        ValidateClientTokens(options.ClientTokens, errors);
         foreach (var proxy in options.TrustedProxies)
         {
             if (!Http.ClientAddress.TryParseNetwork(proxy, out _))
@@ -273,6 +274,69 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
         if (secretName is { } name && !SecretNames.IsValid(name))
         {
             errors.Add($"{at}:SecretName must be 1-127 characters of letters, digits and '-', as Key Vault requires.");
+        }
+    }
+
+    private static void ValidateClientTokens(ClientTokenOptions tokens, List<string> errors)
+    {
+        const string At = FuncProxyOptions.SectionName + ":ClientTokens";
+        if (tokens.ClockSkew < TimeSpan.Zero || tokens.ClockSkew > TimeSpan.FromMinutes(5))
+        {
+            errors.Add($"{At}:ClockSkew must be between 0 and 5 minutes.");
+        }
+        if (tokens.RuleRefreshInterval < TimeSpan.FromSeconds(1) || tokens.RuleRefreshInterval > TimeSpan.FromHours(1))
+        {
+            errors.Add($"{At}:RuleRefreshInterval must be between 1 second and 1 hour.");
+        }
+        var seen = new HashSet<(EntraId.TokenMatch, string)>();
+        for (var i = 0; i < tokens.Rules.Count; i++)
+        {
+            var rule = tokens.Rules[i];
+            var matcher = EntraId.TokenRules.Matcher(rule);
+            if (matcher is not { } m)
+            {
+                errors.Add($"{At}:Rules:{i} must set exactly one of ObjectId, AppId, AppRole or Group.");
+            }
+            else if (!EntraId.TokenRule.IsValidValue(m.Value.Trim()))
+            {
+                errors.Add($"{At}:Rules:{i}: the {EntraId.TokenRule.NameOf(m.Match)} must be 1-{EntraId.TokenRule.MaxValueLength} printable ASCII characters without spaces.");
+            }
+            else if (!seen.Add((m.Match, m.Match == EntraId.TokenMatch.AppRole ? m.Value.Trim() : m.Value.Trim().ToUpperInvariant())))
+            {
+                errors.Add($"{At}:Rules:{i}: another rule already maps this {EntraId.TokenRule.NameOf(m.Match)}.");
+            }
+            if (rule.KeyId is null || !Keys.ApiKey.IsValidId(rule.KeyId.Trim()))
+            {
+                errors.Add($"{At}:Rules:{i}:KeyId must be a key id (16 characters a-z, 2-7), as 'keys list' shows it.");
+            }
+        }
+        if (tokens.Authority is not { } authority)
+        {
+            if (tokens.Rules.Count > 0)
+            {
+                errors.Add($"{At}:Rules need {At}:Authority (and TenantId, Audiences).");
+            }
+            return;
+        }
+        if (!authority.IsAbsoluteUri || (authority.Scheme != Uri.UriSchemeHttps && (tokens.RequireHttpsMetadata || authority.Scheme != Uri.UriSchemeHttp)))
+        {
+            errors.Add($"{At}:Authority must be an absolute https URL such as https://login.microsoftonline.com/<tenant-id>/v2.0.");
+        }
+        else if (authority.Segments.Any(s => s.Trim('/') is { } t && (t.Equals("common", StringComparison.OrdinalIgnoreCase) || t.Equals("organizations", StringComparison.OrdinalIgnoreCase) || t.Equals("consumers", StringComparison.OrdinalIgnoreCase))))
+        {
+            errors.Add($"{At}:Authority must name one tenant (https://login.microsoftonline.com/<tenant-id>/v2.0), not common, organizations or consumers.");
+        }
+        if (!Guid.TryParseExact(tokens.TenantId, "D", out _))
+        {
+            errors.Add($"{At}:TenantId must be the tenant's id, a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47.");
+        }
+        if (tokens.Audiences.Count == 0 || tokens.Audiences.Any(string.IsNullOrWhiteSpace))
+        {
+            errors.Add($"{At}:Audiences must list the gateway app registration's client id and/or Application ID URI (api://...).");
+        }
+        if (string.IsNullOrWhiteSpace(tokens.RequiredScope) || string.IsNullOrWhiteSpace(tokens.RequiredAppRole))
+        {
+            errors.Add($"{At}: RequiredScope (delegated tokens) and RequiredAppRole (app tokens) must be set.");
         }
     }
 

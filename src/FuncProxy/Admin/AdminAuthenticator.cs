@@ -1,11 +1,8 @@
 using System.Security.Claims;
+using FuncProxy.EntraId;
 using FuncProxy.Keys;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Options;
-using Microsoft.IdentityModel.JsonWebTokens;
-using Microsoft.IdentityModel.Protocols;
-using Microsoft.IdentityModel.Protocols.OpenIdConnect;
-using Microsoft.IdentityModel.Tokens;
 
 namespace FuncProxy.Admin;
 
@@ -28,7 +25,7 @@ public enum AdminRefusal
 /// Authenticates management API calls: an admin key in <c>X-Admin-Key</c> (checked against its stored hash, read on every
 /// call so a revoked admin key stops at once), or, when <see cref="EntraIdOptions.Authority"/> is set, an Entra ID access
 /// token in <c>Authorization: Bearer</c> that is signed by the issuer's published keys, meant for the configured audience,
-/// unexpired, and carries the configured app role.
+/// unexpired, and carries the configured app role (checked by the shared <see cref="EntraTokenValidator"/>).
 /// </summary>
 public sealed class AdminAuthenticator
 {
@@ -36,17 +33,16 @@ public sealed class AdminAuthenticator
 
     private readonly AdminKeyStore _store;
     private readonly IOptionsMonitor<FuncProxyOptions> _options;
-    private readonly JsonWebTokenHandler _tokens = new() { MapInboundClaims = false };
-    private readonly Lock _gate = new();
-    private ConfigurationManager<OpenIdConnectConfiguration>? _metadata;
-    private Uri? _metadataFor;
+    private readonly EntraTokenValidator _validator;
 
-    public AdminAuthenticator(AdminKeyStore store, IOptionsMonitor<FuncProxyOptions> options)
+    public AdminAuthenticator(AdminKeyStore store, IOptionsMonitor<FuncProxyOptions> options, EntraTokenValidator validator)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(validator);
         _store = store;
         _options = options;
+        _validator = validator;
     }
 
     public async Task<AdminAuthentication> AuthenticateAsync(HttpRequest request, CancellationToken cancellationToken)
@@ -92,40 +88,18 @@ public sealed class AdminAuthenticator
 
     private async Task<AdminAuthentication> AuthenticateTokenAsync(string token, EntraIdOptions entra, CancellationToken cancellationToken)
     {
-        OpenIdConnectConfiguration configuration;
-        try
-        {
-            configuration = await Metadata(entra).GetConfigurationAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (InvalidOperationException)
-        {
-            // The issuer's metadata cannot be fetched: no token can be checked, so none is accepted.
-            return new(null, AdminRefusal.Unauthenticated, "issuer metadata unavailable");
-        }
-        var parameters = new TokenValidationParameters
-        {
-            ValidIssuer = configuration.Issuer,
-            ValidAudience = entra.Audience,
-            IssuerSigningKeys = configuration.SigningKeys,
-            ValidateIssuer = true,
-            ValidateAudience = true,
-            ValidateLifetime = true,
-            ValidateIssuerSigningKey = true,
-            RequireSignedTokens = true,
-            RequireExpirationTime = true,
-            ClockSkew = TimeSpan.FromMinutes(2),
-        };
-        var result = await _tokens.ValidateTokenAsync(token, parameters).ConfigureAwait(false);
+        var check = new EntraTokenCheck(
+            entra.MetadataAddress ?? EntraTokenValidator.MetadataAddressOf(entra.Authority!),
+            entra.RequireHttpsMetadata,
+            [entra.Audience!],
+            [],
+            TimeSpan.FromMinutes(2));
+        var result = await _validator.ValidateAsync(token, check, cancellationToken).ConfigureAwait(false);
         if (!result.IsValid)
         {
-            if (result.Exception is SecurityTokenSignatureKeyNotFoundException)
-            {
-                // The issuer may have rolled its keys: fetch the metadata again on the next call.
-                Metadata(entra).RequestRefresh();
-            }
-            return new(null, AdminRefusal.Unauthenticated, "invalid bearer token (" + (result.Exception?.GetType().Name ?? "rejected") + ")");
+            return new(null, AdminRefusal.Unauthenticated, result.Failure);
         }
-        var identity = result.ClaimsIdentity;
+        var identity = result.Identity!;
         var subject = identity.FindFirst("oid")?.Value ?? identity.FindFirst("sub")?.Value ?? identity.FindFirst("azp")?.Value ?? "unknown";
         if (!IsUsableSubject(subject))
         {
@@ -140,22 +114,4 @@ public sealed class AdminAuthenticator
 
     private static bool IsUsableSubject(string subject) =>
         subject.Length is > 0 and <= 128 && subject.All(c => c is > ' ' and < (char)127);
-
-    private ConfigurationManager<OpenIdConnectConfiguration> Metadata(EntraIdOptions entra)
-    {
-        var address = entra.MetadataAddress
-            ?? new Uri(entra.Authority!.AbsoluteUri.TrimEnd('/') + "/.well-known/openid-configuration");
-        lock (_gate)
-        {
-            if (_metadata is null || _metadataFor != address)
-            {
-                _metadata = new ConfigurationManager<OpenIdConnectConfiguration>(
-                    address.AbsoluteUri,
-                    new OpenIdConnectConfigurationRetriever(),
-                    new HttpDocumentRetriever { RequireHttps = entra.RequireHttpsMetadata });
-                _metadataFor = address;
-            }
-            return _metadata;
-        }
-    }
 }

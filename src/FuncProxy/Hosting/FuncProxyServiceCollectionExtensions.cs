@@ -35,6 +35,9 @@ public static class FuncProxyServiceCollectionExtensions
         services.TryAddSingleton<FuncProxy.FuncProxyTables>();
         services.TryAddSingleton<KeyStore>();
         services.TryAddSingleton<KeyRecordCache>();
+        services.TryAddSingleton<FuncProxy.EntraId.EntraTokenValidator>();
+        services.TryAddSingleton<FuncProxy.EntraId.TokenRules>();
+        services.TryAddSingleton<FuncProxy.EntraId.ClientTokenAuthenticator>();
         services.TryAddSingleton<KeyAuthenticator>();
         services.TryAddSingleton<KeyLifecycle>();
         services.TryAddSingleton<ClientAddress>();

@@ -137,4 +137,15 @@ public static class Problem
         WriteAsync(context, StatusCodes.Status401Unauthorized, "invalid_api_key", "Unauthorized",
             "A valid API key is required: send it as 'Authorization: Bearer <key>', 'x-api-key' or 'api-key'.",
             headers: BearerChallenge);
+
+    private static readonly KeyValuePair<string, string>[] InvalidTokenChallenge = [new("WWW-Authenticate", "Bearer error=\"invalid_token\"")];
+
+    /// <summary>
+    /// The one 401 every refused Entra ID token gets, whatever the reason (invalid, another tenant, missing scope or role,
+    /// unmapped, or a mapped key that is disabled, revoked or expired): as for keys, nothing tells an attacker which.
+    /// </summary>
+    public static Task InvalidTokenAsync(HttpContext context) =>
+        WriteAsync(context, StatusCodes.Status401Unauthorized, "invalid_token", "Unauthorized",
+            "A valid access token for this gateway, or an API key, is required.",
+            headers: InvalidTokenChallenge);
 }

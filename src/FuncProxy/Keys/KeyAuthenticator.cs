@@ -1,3 +1,4 @@
+using FuncProxy.EntraId;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Primitives;
 
@@ -14,17 +15,25 @@ public enum KeyRefusal
     Disabled,
     Revoked,
     Expired,
+    /// <summary>An Entra ID token that does not validate (signature, issuer, audience, lifetime, shape).</summary>
+    InvalidToken,
+    /// <summary>A valid token of another tenant, or without the required scope (delegated) or app role (app).</summary>
+    TokenNotPermitted,
+    /// <summary>A valid, permitted token that no rule maps to a key record.</summary>
+    UnmappedToken,
 }
 
-/// <summary>The outcome of authenticating a request.</summary>
-public readonly record struct KeyAuthentication(KeyRecord? Record, KeyRefusal Refusal, string? KeyId)
+/// <summary>The outcome of authenticating a request. <see cref="ByToken"/>: an Entra ID token was presented, not a key.</summary>
+public readonly record struct KeyAuthentication(KeyRecord? Record, KeyRefusal Refusal, string? KeyId, bool ByToken = false)
 {
     public bool Succeeded => Record is not null && Refusal == KeyRefusal.None;
 }
 
 /// <summary>
 /// Finds the client key in the request (<c>Authorization: Bearer</c>, <c>x-api-key</c> or <c>api-key</c>, whichever the
-/// client's SDK sends), checks its shape and checksum without I/O, then its record and secret hash.
+/// client's SDK sends), checks its shape and checksum without I/O, then its record and secret hash. When client tokens are
+/// configured, a JWT-shaped <c>Authorization: Bearer</c> value (never one starting <c>fpk_</c>) goes to
+/// <see cref="ClientTokenAuthenticator"/> instead, which maps it to a key record.
 /// </summary>
 public sealed class KeyAuthenticator
 {
@@ -33,13 +42,16 @@ public sealed class KeyAuthenticator
 
     private readonly KeyRecordCache _cache;
     private readonly TimeProvider _time;
+    private readonly ClientTokenAuthenticator _tokens;
 
-    public KeyAuthenticator(KeyRecordCache cache, TimeProvider time)
+    public KeyAuthenticator(KeyRecordCache cache, TimeProvider time, ClientTokenAuthenticator tokens)
     {
         ArgumentNullException.ThrowIfNull(cache);
         ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(tokens);
         _cache = cache;
         _time = time;
+        _tokens = tokens;
     }
 
     public async ValueTask<KeyAuthentication> AuthenticateAsync(HttpRequest request, CancellationToken cancellationToken)
@@ -49,6 +61,10 @@ public sealed class KeyAuthenticator
         if (presented is null)
         {
             return new(null, KeyRefusal.Missing, null);
+        }
+        if (IsToken(request.Headers, presented) && _tokens.IsEnabled)
+        {
+            return await _tokens.AuthenticateAsync(presented, cancellationToken).ConfigureAwait(false);
         }
         if (!ApiKey.TryParse(presented, out var key))
         {
@@ -73,6 +89,15 @@ public sealed class KeyAuthenticator
             _ => new(record, KeyRefusal.None, id),
         };
     }
+
+    /// <summary>
+    /// True when what was presented is a JWT in <c>Authorization</c>: a FuncProxy key always starts with <c>fpk_</c> and a JWT
+    /// with <c>eyJ</c> (its base64url JSON header), so the two are told apart without parsing either.
+    /// </summary>
+    private static bool IsToken(IHeaderDictionary headers, string presented) =>
+        !presented.StartsWith(ApiKey.Prefix, StringComparison.Ordinal)
+        && EntraTokenValidator.LooksLikeJwt(presented)
+        && !StringValues.IsNullOrEmpty(headers.Authorization);
 
     /// <summary>The first key-bearing header present, in the order the SDKs use; null when none.</summary>
     internal static string? FindPresentedKey(IHeaderDictionary headers)

@@ -179,11 +179,17 @@ public sealed partial class ProxyHandler
             {
                 Log.ClientLockedOut(_logger, clientIp);
             }
+            if (auth.ByToken)
+            {
+                await Problem.InvalidTokenAsync(context).ConfigureAwait(false);
+                return "invalid_token";
+            }
             await Problem.UnauthorizedAsync(context).ConfigureAwait(false);
             return "invalid_api_key";
         }
         var key = auth.Record!;
         activity?.SetTag("funcproxy.key_id", key.Id);
+        activity?.SetTag("funcproxy.credential", auth.ByToken ? "entra_token" : "key");
 
         // 3. Authorize.
         if (!key.AllowsUpstream(route.Name))

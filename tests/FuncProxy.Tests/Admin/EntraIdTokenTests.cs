@@ -3,14 +3,6 @@ using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text.Json;
 using FuncProxy.Tests.Infrastructure;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 using static FuncProxy.Tests.Admin.AdminTestKit;
 
@@ -18,42 +10,24 @@ namespace FuncProxy.Tests.Admin;
 
 /// <summary>
 /// Entra ID bearer tokens for the management API. Entra ID itself cannot be reached from this machine, so a loopback
-/// issuer stands in for it: an OpenID metadata document and a JWKS with a locally generated RSA key, and tokens shaped
-/// like Entra's (issuer, audience, oid, roles) signed with that key. The gateway's code path is the production one.
+/// issuer (<see cref="LoopbackOpenIdIssuer"/>) stands in for it: an OpenID metadata document and a JWKS with a locally
+/// generated RSA key, and tokens shaped like Entra's (issuer, audience, oid, roles) signed with that key. The gateway's code
+/// path is the production one.
 /// </summary>
 public sealed class EntraIdTokenTests : IAsyncLifetime
 {
     private const string Audience = "api://funcproxy-test";
     private const string Role = "FuncProxy.Admin";
-    private readonly RSA _rsa = RSA.Create(2048);
-    private readonly RSA _otherRsa = RSA.Create(2048);
-    private WebApplication _issuer = null!;
-    private string _issuerName = null!;
+    private LoopbackOpenIdIssuer _issuer = null!;
     private UpstreamStub _stub = null!;
     private GatewayHost _gateway = null!;
 
     public async Task InitializeAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        _issuer = builder.Build();
-        var signingKey = new RsaSecurityKey(_rsa.ExportParameters(false)) { KeyId = "test-key" };
-        var jwk = JsonWebKeyConverter.ConvertFromRSASecurityKey(signingKey);
-        _issuer.MapGet("/tenant/v2.0/.well-known/openid-configuration", (HttpContext c) => Results.Json(new Dictionary<string, object>
-        {
-            ["issuer"] = _issuerName,
-            ["jwks_uri"] = $"{c.Request.Scheme}://{c.Request.Host}/tenant/discovery/v2.0/keys",
-            ["id_token_signing_alg_values_supported"] = new[] { "RS256" },
-        }));
-        _issuer.MapGet("/tenant/discovery/v2.0/keys", () => Results.Json(new { keys = new[] { new { kty = jwk.Kty, use = "sig", kid = jwk.Kid, n = jwk.N, e = jwk.E } } }));
-        await _issuer.StartAsync();
-        var address = _issuer.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        _issuerName = address + "/tenant/v2.0";
-
+        _issuer = await LoopbackOpenIdIssuer.StartAsync();
         _stub = await UpstreamStub.StartAsync();
         _gateway = await GatewayHost.StartAsync(Settings(_stub,
-            ("FuncProxy:Admin:EntraId:Authority", _issuerName),
+            ("FuncProxy:Admin:EntraId:Authority", _issuer.Issuer),
             ("FuncProxy:Admin:EntraId:Audience", Audience),
             ("FuncProxy:Admin:EntraId:RequiredRole", Role),
             ("FuncProxy:Admin:EntraId:RequireHttpsMetadata", "false"),
@@ -64,26 +38,11 @@ public sealed class EntraIdTokenTests : IAsyncLifetime
     {
         await _gateway.DisposeAsync();
         await _stub.DisposeAsync();
-        await _issuer.StopAsync();
         await _issuer.DisposeAsync();
-        _rsa.Dispose();
-        _otherRsa.Dispose();
     }
 
-    private string Token(string[] roles, string audience = Audience, RSA? key = null, DateTime? expires = null, string oid = "00000000-0000-0000-0000-00000000abcd")
-    {
-        var descriptor = new SecurityTokenDescriptor
-        {
-            Issuer = _issuerName,
-            Audience = audience,
-            NotBefore = DateTime.UtcNow.AddMinutes(-5),
-            IssuedAt = DateTime.UtcNow.AddMinutes(-5),
-            Expires = expires ?? DateTime.UtcNow.AddMinutes(30),
-            Claims = new Dictionary<string, object> { ["oid"] = oid, ["sub"] = "subject-1", ["roles"] = roles },
-            SigningCredentials = new SigningCredentials(new RsaSecurityKey(key ?? _rsa) { KeyId = "test-key" }, SecurityAlgorithms.RsaSha256),
-        };
-        return new JsonWebTokenHandler().CreateToken(descriptor);
-    }
+    private string Token(string[] roles, string audience = Audience, RSA? key = null, DateTime? expires = null, string oid = "00000000-0000-0000-0000-00000000abcd") =>
+        _issuer.CreateToken(audience, new Dictionary<string, object> { ["oid"] = oid, ["sub"] = "subject-1", ["roles"] = roles }, key: key, expires: expires);
 
     private async Task<HttpResponseMessage> GetKeysAsync(string token)
     {
@@ -127,7 +86,7 @@ public sealed class EntraIdTokenTests : IAsyncLifetime
         foreach (var token in new[]
         {
             Token([Role], audience: "api://someone-else"),
-            Token([Role], key: _otherRsa),
+            Token([Role], key: _issuer.OtherKey),
             Token([Role], expires: DateTime.UtcNow.AddMinutes(-10)),
             "not-a-jwt",
         })

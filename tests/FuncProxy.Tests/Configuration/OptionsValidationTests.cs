@@ -25,6 +25,11 @@ public sealed class OptionsValidationTests
     [InlineData("FuncProxy:Upstreams:good:Cors:AllowedMethods:0", "TRACE", "FuncProxy:Upstreams:good:Cors:AllowedMethods: 'TRACE' is not a method the gateway forwards")]
     [InlineData("FuncProxy:Upstreams:good:Cors:ExposedHeaders:0", "*", "FuncProxy:Upstreams:good:Cors:ExposedHeaders must name headers")]
     [InlineData("FuncProxy:Upstreams:good:Cors:MaxAge", "03:00:00", "FuncProxy:Upstreams:good:Cors:MaxAge must be between 0 and 2 hours")]
+    [InlineData("FuncProxy:ClientTokens:Authority", "https://login.microsoftonline.com/common/v2.0", "FuncProxy:ClientTokens:Authority must name one tenant")]
+    [InlineData("FuncProxy:ClientTokens:Authority", "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0", "FuncProxy:ClientTokens:TenantId must be the tenant's id")]
+    [InlineData("FuncProxy:ClientTokens:ClockSkew", "00:10:00", "FuncProxy:ClientTokens:ClockSkew must be between 0 and 5 minutes")]
+    [InlineData("FuncProxy:ClientTokens:Rules:0:AppId", "00000000-0000-0000-0000-000000000001", "FuncProxy:ClientTokens:Rules:0:KeyId must be a key id")]
+    [InlineData("FuncProxy:ClientTokens:Rules:0:KeyId", "abcdefghij234567", "FuncProxy:ClientTokens:Rules:0 must set exactly one of ObjectId, AppId, AppRole or Group")]
     public async Task A_bad_setting_fails_the_start_with_a_message_naming_it(string name, string value, string expected)
     {
         var settings = new Dictionary<string, string?>
