@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using FuncProxy.Admin;
+using FuncProxy.EntraId;
 using FuncProxy.Keys;
 using FuncProxy.Proxying;
 using Microsoft.Extensions.Options;
@@ -131,6 +132,10 @@ internal static class OperatorCli
         [("admin-keys", "create")] = new("admin-keys create --name NAME [--json]", ["json"], ["name"], s => s.CreateAdminKeyAsync()),
         [("admin-keys", "list")] = new("admin-keys list [--json]", ["json"], [], s => s.ListAdminKeysAsync()),
         [("admin-keys", "revoke")] = new("admin-keys revoke ADMIN_KEY_ID [--json]", ["json"], [], s => s.RevokeAdminKeyAsync()),
+        [("token-rules", "list")] = new("token-rules list [--json]", ["json"], [], s => s.ListTokenRulesAsync()),
+        [("token-rules", "add")] = new("token-rules add --key KEY_ID (--object-id OID | --app-id CLIENT_ID | --app-role ROLE | --group GROUP_ID) [--description TEXT] [--json]",
+            ["json"], ["key", "object-id", "app-id", "app-role", "group", "description"], s => s.AddTokenRuleAsync()),
+        [("token-rules", "remove")] = new("token-rules remove RULE_ID [--json]", ["json"], [], s => s.RemoveTokenRuleAsync()),
     };
 
     /// <summary>One command's run: the services, its arguments and where to write.</summary>
@@ -562,6 +567,81 @@ internal static class OperatorCli
                 return NotFound;
             }
             await output.WriteLineAsync(a.Flag("json") ? JsonSerializer.Serialize(AdminView(revoked), Json) : $"Revoked admin key {id}.");
+            return Ok;
+        }
+
+        public async Task<int> ListTokenRulesAsync()
+        {
+            var rules = await Get<TokenRuleLifecycle>().ListAsync(CancellationToken.None);
+            if (a.Flag("json"))
+            {
+                await output.WriteLineAsync(JsonSerializer.Serialize(rules.Select(TokenRuleView.From), Json));
+                return Ok;
+            }
+            await output.WriteLineAsync($"{"ID",-30}  {"MATCH",-8}  {"VALUE",-36}  {"KEY",-16}  {"DESCRIPTION",-24}");
+            foreach (var r in rules)
+            {
+                await output.WriteLineAsync($"{r.Id ?? "(configuration)",-30}  {TokenRule.NameOf(r.Match),-8}  {Trim(r.Value, 36),-36}  {r.KeyId,-16}  {Trim(r.Description ?? "-", 24),-24}");
+            }
+            await output.WriteLineAsync($"{rules.Count} token rule(s).");
+            return Ok;
+        }
+
+        public async Task<int> AddTokenRuleAsync()
+        {
+            var errors = new List<FieldError>();
+            var matchers = new[] { ("object-id", "objectId"), ("app-id", "appId"), ("app-role", "appRole"), ("group", "group") }
+                .Where(m => a.Single(m.Item1) is not null).ToList();
+            if (matchers.Count != 1)
+            {
+                errors.Add(new("match", "Give exactly one of --object-id, --app-id, --app-role, --group."));
+                return await InvalidAsync(errors);
+            }
+            var (option, match) = matchers[0];
+            var rule = TokenRuleLifecycle.Validate(new TokenRuleCreation(match, a.Single(option), a.Single("key"), a.Single("description")), errors);
+            if (rule is null)
+            {
+                await Get<AuditLog>().WriteAsync(_audit, "token_rule.create", null, "invalid", "fields: " + string.Join(", ", errors.Select(e => e.Field).Distinct()));
+                return await InvalidAsync([.. errors.Select(e => e.Field switch { "value" => e with { Field = option }, "keyId" => e with { Field = "key" }, _ => e })]);
+            }
+            var detail = rule.AuditDetail;
+            var (outcome, stored) = await Get<TokenRuleLifecycle>().CreateAsync(rule, _audit.Actor, CancellationToken.None);
+            switch (outcome)
+            {
+                case TokenRuleOutcome.NoSuchKey:
+                    await Get<AuditLog>().WriteAsync(_audit, "token_rule.create", rule.KeyId, "invalid", detail);
+                    return await NoSuchKeyAsync(rule.KeyId);
+                case TokenRuleOutcome.Exists or TokenRuleOutcome.Configured:
+                    await Get<AuditLog>().WriteAsync(_audit, "token_rule.create", rule.KeyId, "conflict", detail);
+                    await error.WriteLineAsync(outcome == TokenRuleOutcome.Configured
+                        ? $"The configuration (FuncProxy:ClientTokens:Rules) already maps this {match}."
+                        : $"A rule for this {match} exists already ({TokenRuleStore.IdFor(rule.Match, rule.Value)}); remove it first to map it to another key.");
+                    return Conflict;
+            }
+            await Get<AuditLog>().WriteAsync(_audit, "token_rule.create", rule.KeyId, "success", detail);
+            await output.WriteLineAsync(a.Flag("json")
+                ? JsonSerializer.Serialize(TokenRuleView.From(stored!), Json)
+                : $"Added token rule {stored!.Id}: tokens with {match} {stored.Value} act as key {stored.KeyId} (on other instances within FuncProxy:ClientTokens:RuleRefreshInterval).");
+            return Ok;
+        }
+
+        public async Task<int> RemoveTokenRuleAsync()
+        {
+            var id = a.Positional.FirstOrDefault();
+            if (a.Positional.Count != 1 || !TokenRuleStore.IsValidId(id))
+            {
+                await error.WriteLineAsync($"Needs one token rule id (as 'token-rules list' shows it).\nUsage: {usage}");
+                return Usage;
+            }
+            var deleted = await Get<TokenRuleLifecycle>().DeleteAsync(id!, CancellationToken.None);
+            await Get<AuditLog>().WriteAsync(_audit, "token_rule.delete", deleted?.KeyId, deleted is null ? "not_found" : "success",
+                deleted is null ? "rule " + id : deleted.AuditDetail);
+            if (deleted is null)
+            {
+                await error.WriteLineAsync($"No stored token rule {id}.");
+                return NotFound;
+            }
+            await output.WriteLineAsync(a.Flag("json") ? JsonSerializer.Serialize(TokenRuleView.From(deleted), Json) : $"Removed token rule {id}.");
             return Ok;
         }
 

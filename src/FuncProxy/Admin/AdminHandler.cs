@@ -27,6 +27,7 @@ namespace FuncProxy.Admin;
 /// GET  keys/{id}/usage?from=&amp;to=
 /// GET  audit?keyId=&amp;from=&amp;to=&amp;limit=&amp;continuationToken=
 /// GET  client-address                  (the caller's address as the gateway resolves it)
+/// GET  token-rules   POST token-rules   GET token-rules/{id}   DELETE token-rules/{id}   (AdminHandler.TokenRules.cs)
 /// </code>
 /// </summary>
 public sealed partial class AdminHandler : IDisposable
@@ -51,6 +52,7 @@ public sealed partial class AdminHandler : IDisposable
     private readonly ILogger _logger;
     private readonly PartitionedRateLimiter<string> _rateLimiter;
     private readonly FailureLockout _lockout;
+    private readonly EntraId.TokenRuleLifecycle _tokenRules;
 
     public AdminHandler(
         KeyLifecycle keys,
@@ -63,8 +65,11 @@ public sealed partial class AdminHandler : IDisposable
         ClientAddress clientAddress,
         IOptionsMonitor<FuncProxyOptions> options,
         TimeProvider time,
-        ILogger<AdminHandler> logger)
+        ILogger<AdminHandler> logger,
+        EntraId.TokenRuleLifecycle tokenRules)
     {
+        ArgumentNullException.ThrowIfNull(tokenRules);
+        _tokenRules = tokenRules;
         ArgumentNullException.ThrowIfNull(keys);
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(requests);
@@ -217,6 +222,10 @@ public sealed partial class AdminHandler : IDisposable
                 return method == "GET" ? WithIdAsync(context, id, () => UsageAsync(context, id)) : MethodNotAllowedAsync(context, "GET");
             case ["audit"]:
                 return method == "GET" ? AuditQueryAsync(context) : MethodNotAllowedAsync(context, "GET");
+            case ["token-rules"]:
+                return RouteTokenRulesAsync(context, null, audit);
+            case ["token-rules", var ruleId]:
+                return RouteTokenRulesAsync(context, ruleId, audit);
             case ["client-address"]:
                 return method == "GET" ? ClientAddressAsync(context) : MethodNotAllowedAsync(context, "GET");
             default:

@@ -32,6 +32,9 @@ public sealed record TokenRule(TokenMatch Match, string Value, string KeyId)
     public DateTimeOffset? CreatedAt { get; init; }
     public string? CreatedBy { get; init; }
 
+    /// <summary>What the audit log says about the rule: its id and matcher (ids and role names, never a token or a secret).</summary>
+    public string AuditDetail => "rule " + TokenRuleStore.IdFor(Match, Value) + ": " + NameOf(Match) + " " + Value;
+
     /// <summary>The management API's and the configuration's name of a match kind: <c>objectId</c>, <c>appId</c>, <c>appRole</c>, <c>group</c>.</summary>
     public static string NameOf(TokenMatch match) => match switch
     {

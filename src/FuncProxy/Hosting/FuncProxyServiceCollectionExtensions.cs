@@ -36,7 +36,9 @@ public static class FuncProxyServiceCollectionExtensions
         services.TryAddSingleton<KeyStore>();
         services.TryAddSingleton<KeyRecordCache>();
         services.TryAddSingleton<FuncProxy.EntraId.EntraTokenValidator>();
+        services.TryAddSingleton<FuncProxy.EntraId.TokenRuleStore>();
         services.TryAddSingleton<FuncProxy.EntraId.TokenRules>();
+        services.TryAddSingleton<FuncProxy.EntraId.TokenRuleLifecycle>();
         services.TryAddSingleton<FuncProxy.EntraId.ClientTokenAuthenticator>();
         services.TryAddSingleton<KeyAuthenticator>();
         services.TryAddSingleton<KeyLifecycle>();

@@ -19,6 +19,9 @@ public sealed class FuncProxyTables
     /// <summary>Opened circuit breakers, shared between instances (PartitionKey = upstream, RowKey = backend).</summary>
     public const string Breakers = "breakers";
 
+    /// <summary>Token-to-key rules made through the management API or the CLI (docs/entra-id-clients.md).</summary>
+    public const string TokenRules = "tokenrules";
+
     private readonly TableServiceClient _service;
     private readonly string _prefix;
     private readonly Dictionary<string, EnsuredTable> _tables;
@@ -39,6 +42,7 @@ public sealed class FuncProxyTables
             [Audit] = new(service.GetTableClient(_prefix + Audit)),
             [Usage] = new(service.GetTableClient(_prefix + Usage)),
             [Breakers] = new(service.GetTableClient(_prefix + Breakers)),
+            [TokenRules] = new(service.GetTableClient(_prefix + TokenRules)),
         };
     }
 
@@ -53,6 +57,8 @@ public sealed class FuncProxyTables
     public ValueTask<TableClient> GetUsageAsync(CancellationToken cancellationToken = default) => _tables[Usage].GetAsync(cancellationToken);
 
     public ValueTask<TableClient> GetBreakersAsync(CancellationToken cancellationToken = default) => _tables[Breakers].GetAsync(cancellationToken);
+
+    public ValueTask<TableClient> GetTokenRulesAsync(CancellationToken cancellationToken = default) => _tables[TokenRules].GetAsync(cancellationToken);
 
     /// <summary>
     /// Forgets that <paramref name="table"/> was created, so the next use creates it again: for a table that answered

@@ -92,6 +92,6 @@ public sealed class OpenApiDocumentTests : IAsyncLifetime
                 checkedOperations++;
             }
         }
-        Assert.Equal(12, checkedOperations);
+        Assert.Equal(16, checkedOperations);
     }
 }
