@@ -55,6 +55,9 @@ param upstreams { *: upstream } = {
 @description('Resource ids of Azure OpenAI accounts the app calls with its managed identity (backends with Auth ManagedIdentity), comma-separated, e.g. /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.CognitiveServices/accounts/<name>. Each gets the Cognitive Services OpenAI User role for the app identity. Empty: none.')
 param openAiAccountIds string = ''
 
+@description('Clients with Entra ID tokens instead of FuncProxy keys (docs/entra-id-clients.md): the gateway API app registration\'s client id (v2 tokens) or Application ID URI such as api://funcproxy (v1 tokens). Turns FuncProxy:ClientTokens on for the deployment\'s tenant; map tokens to keys with the management API or CLI (token-rules). Empty: off.')
+param clientTokenAudience string = ''
+
 @description('How long an upstream may stay silent before the gateway answers 504. Kept under the 230 s an HTTP-triggered function has to start its response on Azure.')
 param upstreamTimeout string = '00:03:30'
 
@@ -90,6 +93,13 @@ var names = {
   keyVault: 'kv-${resourceToken}'
   plan: 'plan-${resourceToken}'
   functionApp: 'func-api-${resourceToken}'
+}
+
+// One tenant: the deployment's. Its v2.0 authority; the engine also accepts the tenant's v1 issuer.
+var clientTokenSettings = empty(clientTokenAudience) ? {} : {
+  FuncProxy__ClientTokens__Authority: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+  FuncProxy__ClientTokens__TenantId: tenant().tenantId
+  FuncProxy__ClientTokens__Audiences__0: clientTokenAudience
 }
 
 var upstreamSettingList = flatten(map(items(upstreams), u => concat(
@@ -224,6 +234,7 @@ module functionApp 'modules/functionapp.bicep' = {
     keyVaultUri: keyVault.outputs.uri
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     upstreamSettings: toObject(upstreamSettingList, s => s.key, s => s.value)
+    clientTokenSettings: clientTokenSettings
     upstreamTimeout: upstreamTimeout
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount

@@ -44,6 +44,9 @@ param applicationInsightsConnectionString string
 @description('Upstream settings, already flattened to FuncProxy__Upstreams__{name}__{Property} app settings.')
 param upstreamSettings { *: string }
 
+@description('Clients with Entra ID tokens: FuncProxy__ClientTokens__* app settings, or none (docs/entra-id-clients.md).')
+param clientTokenSettings { *: string } = {}
+
 @description('How long an upstream may stay silent before the gateway answers 504 (FuncProxy:Proxy:UpstreamTimeout).')
 param upstreamTimeout string
 
@@ -96,7 +99,7 @@ var funcProxySettings = {
   FuncProxy__Proxy__UpstreamTimeout: upstreamTimeout
 }
 
-var appSettings = union(hostSettings, funcProxySettings, upstreamSettings)
+var appSettings = union(hostSettings, funcProxySettings, upstreamSettings, clientTokenSettings)
 
 resource app 'Microsoft.Web/sites@2024-11-01' = {
   name: name

@@ -15,6 +15,7 @@ public sealed class BicepDeployment : IDisposable
     internal const string EnvironmentName = "drift";
     internal const string Location = "eastus2";
     internal const string DeployerPrincipalId = "11111111-1111-1111-1111-111111111111";
+    internal const string ClientTokenAudience = "api://funcproxy-drift";
 
     /// <summary>An Azure OpenAI account in another resource group and subscription, as <c>openAiAccountIds</c> names it.</summary>
     internal const string OpenAIAccountId = "/subscriptions/22222222-2222-2222-2222-222222222222/resourceGroups/rg-aoai/providers/Microsoft.CognitiveServices/accounts/aoai-drift";
@@ -99,6 +100,7 @@ public sealed class BicepDeployment : IDisposable
             param principalId = '{DeployerPrincipalId}'
             param principalType = 'User'
             param openAiAccountIds = '{OpenAIAccountId}'
+            param clientTokenAudience = '{ClientTokenAudience}'
             """);
         var snapshot = RunCli(bicep, _workDirectory, "snapshot", paramFile,
             "--subscription-id", ZeroGuid, "--tenant-id", ZeroGuid, "--location", Location, "--deployment-name", "drift");

@@ -58,6 +58,9 @@ public sealed class InfraDriftTests : IClassFixture<BicepDeployment>
         Assert.NotNull(ResolveOptionPath("FuncProxy__Upstreams__openai__BaseUri"));
         Assert.Null(ResolveOptionPath("FuncProxy__Upstreams__anything__AuthScheme"));
         Assert.Null(ResolveOptionPath("FuncProxy__Secrets__openai-api-key"));
+        Assert.Null(ResolveOptionPath("FuncProxy__ClientTokens__Audiences__0"));
+        Assert.NotNull(ResolveOptionPath("FuncProxy__ClientTokens__Audiences__first"));
+        Assert.NotNull(ResolveOptionPath("FuncProxy__ClientTokens__Rules__0__Upn"));
     }
 
     [Fact]
@@ -94,6 +97,18 @@ public sealed class InfraDriftTests : IClassFixture<BicepDeployment>
         Assert.NotNull(options.KeyVault.VaultUri);
         Assert.NotEmpty(options.Upstreams);
         Assert.All(options.Upstreams.Values, upstream => Assert.Equal(Uri.UriSchemeHttps, upstream.BaseUrl!.Scheme));
+    }
+
+    [Fact]
+    public void Client_tokens_are_on_for_the_deployment_tenant_when_an_audience_is_given()
+    {
+        var settings = FuncProxySettings();
+
+        Assert.Equal(BicepDeployment.ClientTokenAudience, settings["FuncProxy__ClientTokens__Audiences__0"]);
+        Assert.Contains("environment().authentication.loginEndpoint", settings["FuncProxy__ClientTokens__Authority"], StringComparison.Ordinal);
+        Assert.Contains("/v2.0", settings["FuncProxy__ClientTokens__Authority"], StringComparison.Ordinal);
+        // bicep snapshot runs with --tenant-id 0...0: the setting is the deployment's tenant, not a literal.
+        Assert.Equal(Guid.Empty.ToString(), settings["FuncProxy__ClientTokens__TenantId"]);
     }
 
     [Fact]
@@ -232,6 +247,16 @@ public sealed class InfraDriftTests : IClassFixture<BicepDeployment>
                 type = valueType;
                 continue;
             }
+            if (ListItemType(type) is { } itemType)
+            {
+                // A list binds from index segments: Audiences__0.
+                if (!int.TryParse(segment, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _))
+                {
+                    return $"'{segment}' is not an index of {type.Name}";
+                }
+                type = itemType;
+                continue;
+            }
             if (IsLeaf(type))
             {
                 return $"'{segment}' goes below {type.Name}, which is a value";
@@ -249,6 +274,9 @@ public sealed class InfraDriftTests : IClassFixture<BicepDeployment>
         }
         return IsLeaf(type) ? null : $"ends at {type.Name}, an object, not a value";
     }
+
+    private static Type? ListItemType(Type type) =>
+        type.IsGenericType && type.GetGenericTypeDefinition() == typeof(List<>) ? type.GetGenericArguments()[0] : null;
 
     private static Type? DictionaryValueType(Type type)
     {
@@ -271,6 +299,7 @@ public sealed class InfraDriftTests : IClassFixture<BicepDeployment>
         var leaf = settingName.Split("__")[^1];
         return leaf.EndsWith("Uri", StringComparison.OrdinalIgnoreCase) || leaf.EndsWith("Url", StringComparison.OrdinalIgnoreCase)
             ? "https://placeholder.invalid/"
+            : leaf == "Authority" ? "https://placeholder.invalid/00000000-0000-0000-0000-000000000000/v2.0"
             : Guid.Empty.ToString();
     }
 }
