@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Globalization;
 using FuncProxy.Backends;
@@ -252,17 +253,31 @@ public sealed partial class PoolForwarder
         {
             return ([], false);
         }
-        using var buffer = new MemoryStream(request.ContentLength is { } length ? (int)length : 4096);
-        var chunk = new byte[(int)Math.Min(64 * 1024, max + 1)];
-        int n;
-        while ((n = await request.Body.ReadAsync(chunk, cancellationToken).ConfigureAwait(false)) > 0)
+        if (request.ContentLength is { } length)
         {
-            buffer.Write(chunk, 0, n);
-            if (buffer.Length > max)
+            // The common case: the size is known, so the body is read straight into an array of that size (no chunk, no copy).
+            var exact = new byte[length];
+            var read = await request.Body.ReadAtLeastAsync(exact, exact.Length, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+            return (read == exact.Length ? exact : exact[..read], true);
+        }
+        using var buffer = new MemoryStream(4096);
+        var chunk = ArrayPool<byte>.Shared.Rent((int)Math.Min(16 * 1024, max + 1));
+        try
+        {
+            int n;
+            while ((n = await request.Body.ReadAsync(chunk, cancellationToken).ConfigureAwait(false)) > 0)
             {
-                request.Body = new PeekedRequestBody(buffer.ToArray(), request.Body);
-                return ([], false);
+                buffer.Write(chunk, 0, n);
+                if (buffer.Length > max)
+                {
+                    request.Body = new PeekedRequestBody(buffer.ToArray(), request.Body);
+                    return ([], false);
+                }
             }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(chunk);
         }
         return (buffer.ToArray(), true);
     }
