@@ -86,7 +86,11 @@ internal static class RequestHygiene
     }
 
     /// <summary>The header names listed in <c>Connection</c> field values (comma-separated, any number of fields).</summary>
-    public static IEnumerable<string> ConnectionOptions(StringValues connection)
+    public static IEnumerable<string> ConnectionOptions(StringValues connection) =>
+        // Nearly every call has no Connection options: no iterator is allocated for it (three look-ups per call).
+        StringValues.IsNullOrEmpty(connection) ? [] : SplitConnectionOptions(connection);
+
+    private static IEnumerable<string> SplitConnectionOptions(StringValues connection)
     {
         foreach (var value in connection)
         {

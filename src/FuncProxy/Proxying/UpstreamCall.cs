@@ -64,7 +64,16 @@ internal sealed class UpstreamCall : HttpTransformer
             headers.Remove(option);
             proxyRequest.Content?.Headers.Remove(option);
         }
-        foreach (var name in headers.NonValidated.Select(h => h.Key).Where(RequestHygiene.IsStrippedHeader).ToList())
+        // Collected first (a header collection cannot change while it is enumerated); no list when nothing is stripped.
+        List<string>? stripped = null;
+        foreach (var header in headers.NonValidated)
+        {
+            if (RequestHygiene.IsStrippedHeader(header.Key))
+            {
+                (stripped ??= []).Add(header.Key);
+            }
+        }
+        foreach (var name in stripped ?? [])
         {
             headers.Remove(name);
         }
@@ -107,22 +116,29 @@ internal sealed class UpstreamCall : HttpTransformer
     private async ValueTask<bool> TransformAnswerAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
     {
         var headers = httpContext.Response.Headers;
-        // The gateway's own headers (request id, RateLimit) are set before the answer is copied; Connection cannot name them away.
-        var own = new HashSet<string>(headers.Keys, StringComparer.OrdinalIgnoreCase);
+        var connection = proxyResponse is not null && proxyResponse.Headers.NonValidated.TryGetValues("Connection", out var values) ? values.ToArray() : null;
+        // The gateway's own headers (request id, RateLimit) are set before the answer is copied; Connection cannot name them
+        // away. Only an answer with Connection options needs them listed.
+        var own = connection is null ? null : new HashSet<string>(headers.Keys, StringComparer.OrdinalIgnoreCase);
         var forward = await base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken).ConfigureAwait(false);
-        if (proxyResponse is not null)
+        foreach (var option in RequestHygiene.ConnectionOptions(connection))
         {
-            foreach (var option in RequestHygiene.ConnectionOptions(proxyResponse.Headers.NonValidated.TryGetValues("Connection", out var values) ? values.ToArray() : default))
+            if (!own!.Contains(option))
             {
-                if (!own.Contains(option))
-                {
-                    headers.Remove(option);
-                }
+                headers.Remove(option);
             }
         }
         // The upstream's CORS grants (some providers answer 'Access-Control-Allow-Origin: *') are not the gateway's:
         // CrossOrigin puts the upstream's configured policy on instead, or nothing.
-        foreach (var name in headers.Keys.Where(n => StrippedResponseHeaders.Contains(n) || n.StartsWith("Access-Control-", StringComparison.OrdinalIgnoreCase)).ToList())
+        List<string>? stripped = null;
+        foreach (var header in headers)
+        {
+            if (StrippedResponseHeaders.Contains(header.Key) || header.Key.StartsWith("Access-Control-", StringComparison.OrdinalIgnoreCase))
+            {
+                (stripped ??= []).Add(header.Key);
+            }
+        }
+        foreach (var name in stripped ?? [])
         {
             headers.Remove(name);
         }
