@@ -27,9 +27,17 @@ internal sealed class CircuitBreaker(BreakerOptions options)
     private bool _opened;
     private bool _probing;
 
+    // True while closed with no failure counted: the state of nearly every call. Read without the lock, so healthy calls
+    // (look, enter, succeed) never contend on it; every change to the state under the lock sets it again.
+    private volatile bool _clean = true;
+
     /// <summary>When the breaker opens or stays open past <paramref name="now"/>; null when calls may go (closed, or a probe is due).</summary>
     public DateTimeOffset? OpenUntil(DateTimeOffset now)
     {
+        if (_clean)
+        {
+            return null;
+        }
         lock (_gate)
         {
             if (_openUntil > now)
@@ -44,6 +52,11 @@ internal sealed class CircuitBreaker(BreakerOptions options)
     /// <summary>Claims the right to send a call. In half-open state only one caller gets it, as the probe.</summary>
     public bool TryEnter(DateTimeOffset now, out bool isProbe)
     {
+        if (_clean)
+        {
+            isProbe = false;
+            return true;
+        }
         lock (_gate)
         {
             isProbe = false;
@@ -66,12 +79,17 @@ internal sealed class CircuitBreaker(BreakerOptions options)
     /// <summary>The backend answered well: the breaker closes and the failure count starts over.</summary>
     public void Succeeded()
     {
+        if (_clean)
+        {
+            return;
+        }
         lock (_gate)
         {
             _failures = 0;
             _opened = false;
             _probing = false;
             _openUntil = DateTimeOffset.MinValue;
+            _clean = true;
         }
     }
 
@@ -93,6 +111,7 @@ internal sealed class CircuitBreaker(BreakerOptions options)
     {
         lock (_gate)
         {
+            _clean = false;
             _failures++;
             _probing = false;
             DateTimeOffset until;
@@ -130,6 +149,7 @@ internal sealed class CircuitBreaker(BreakerOptions options)
             {
                 return false;
             }
+            _clean = false;
             _openUntil = until;
             _opened = true;
             return true;
