@@ -39,7 +39,7 @@ internal static class PerCallBench
         var concurrency = Option(args, "--concurrency", 32);
         var seconds = Option(args, "--seconds", 5);
         var rounds = Option(args, "--rounds", 3);
-        var warmup = Option(args, "--warmup", 3);
+        var warmup = Option(args, "--warmup", 5);
         var threads = Option(args, "--wrk-threads", 2);
         var nginxWorkers = StringOption(args, "--nginx-workers") ?? "1";
         var serveSeconds = Option(args, "--serve-seconds", 0);

@@ -41,7 +41,7 @@ static int Usage()
           spend [--concurrency 16] [--seconds 5] [--rounds 3] [--budget-calls 100] [--accuracy-seconds 6] [--loads 0.5,1,2,10]
               spend control: server CPU per call of a key with a budget, models and an alias vs the same limits without
               them (one FuncProxy.Server process); a daily budget's accuracy in dollars across 3 processes at 0.5x-10x
-          percall [--concurrency 32] [--seconds 5] [--rounds 3] [--warmup 3] [--wrk-threads 2] [--nginx-workers 1]
+          percall [--concurrency 32] [--seconds 5] [--rounds 3] [--warmup 5] [--wrk-threads 2] [--nginx-workers 1]
                   [--server-dll PATH] [--serve-seconds 0]
               CPU µs and allocated bytes per call of bare YARP, FuncProxy.Server (limited key) and nginx, each in its own
               process in front of the stub (own process), driven by wrk; needs wrk (apt-get install -y wrk), nginx optional
