@@ -69,6 +69,29 @@ public sealed class Backend
     public bool TryBuildTarget(UpstreamPath path, out Uri target)
     {
         ArgumentNullException.ThrowIfNull(path);
+        // Clients call the same few paths over and over: a built (immutable) Uri is reused rather than escaped, concatenated
+        // and parsed again on every call. Bounded, so a client sending endless distinct paths only stops the caching.
+        if (_targets.TryGetValue((path.Path, path.Query), out var cached))
+        {
+            target = cached;
+            return true;
+        }
+        if (!TryBuildTargetCore(path, out target))
+        {
+            return false;
+        }
+        if (_targets.Count < MaxCachedTargets)
+        {
+            _targets.TryAdd((path.Path, path.Query), target);
+        }
+        return true;
+    }
+
+    private const int MaxCachedTargets = 256;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Path, string Query), Uri> _targets = new();
+
+    private bool TryBuildTargetCore(UpstreamPath path, out Uri target)
+    {
         var segments = path.Segments;
         if (Deployments.Count > 0 && DeploymentSegment(segments) is var i and >= 0 && Deployments.TryGetValue(segments[i], out var deployment))
         {

@@ -9,11 +9,15 @@ namespace FuncProxy.Proxying;
 /// </summary>
 public sealed class UpstreamPath
 {
-    private UpstreamPath(string[] segments, string query)
+    private UpstreamPath(string[] segments, string query, string path)
     {
         Segments = segments;
         Query = query;
+        Path = path;
     }
+
+    /// <summary>The path as the client sent it (already checked), the key of <see cref="Backends.Backend.TryBuildTarget"/>'s cache.</summary>
+    internal string Path { get; }
 
     /// <summary>The decoded path segments (empty for the base URL itself; a trailing slash is a last empty segment).</summary>
     public IReadOnlyList<string> Segments { get; }
@@ -40,7 +44,7 @@ public sealed class UpstreamPath
         {
             return false;
         }
-        parsed = new UpstreamPath(segments, query);
+        parsed = new UpstreamPath(segments, query, path ?? "");
         return true;
     }
 
