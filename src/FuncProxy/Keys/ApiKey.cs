@@ -87,13 +87,14 @@ public readonly struct ApiKey
         {
             return false;
         }
-        var idString = id.ToString();
-        var secretString = secret.ToString();
-        if (!checksum.SequenceEqual(Checksum(prefix, idString, secretString)))
+        // The checksum covers "{prefix}{id}_{secret}", which is exactly the start of the value: checked in place, on the stack.
+        Span<char> expected = stackalloc char[ChecksumLength];
+        Checksum(value[..(4 + IdLength + 1 + SecretLength)], expected);
+        if (!checksum.SequenceEqual(expected))
         {
             return false;
         }
-        key = new ApiKey(idString, secretString, prefix);
+        key = new ApiKey(id.ToString(), secret.ToString(), prefix);
         return true;
     }
 
@@ -106,16 +107,25 @@ public readonly struct ApiKey
     // The checksum is integrity, not secrecy: the first 32 bits of SHA-256 over the key body, in base62.
     private static string Checksum(string prefix, string id, string secret)
     {
-        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
-        SHA256.HashData(Encoding.ASCII.GetBytes(string.Concat(prefix, id, "_", secret)), hash);
-        var n = (ulong)BitConverter.ToUInt32(hash[..4]);
         Span<char> chars = stackalloc char[ChecksumLength];
+        Checksum(string.Concat(prefix, id, "_", secret), chars);
+        return new string(chars);
+    }
+
+    /// <param name="body">"{prefix}{id}_{secret}" (ASCII: checked against the alphabets before).</param>
+    /// <param name="chars">Receives the <see cref="ChecksumLength"/> checksum characters.</param>
+    private static void Checksum(ReadOnlySpan<char> body, Span<char> chars)
+    {
+        Span<byte> ascii = stackalloc byte[4 + IdLength + 1 + SecretLength];
+        var length = Encoding.ASCII.GetBytes(body, ascii);
+        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(ascii[..length], hash);
+        var n = (ulong)BitConverter.ToUInt32(hash[..4]);
         for (var i = ChecksumLength - 1; i >= 0; i--)
         {
             chars[i] = SecretAlphabet[(int)(n % 62)];
             n /= 62;
         }
-        return new string(chars);
     }
 
     public override string ToString() => string.Concat(KeyPrefix, Id, "_…");

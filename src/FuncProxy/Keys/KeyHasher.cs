@@ -29,7 +29,31 @@ public static class KeyHasher
     internal static bool Matches(string id, string secret, ReadOnlySpan<byte> storedHash, string domain)
     {
         Span<byte> presented = stackalloc byte[SHA256.HashSizeInBytes];
-        SHA256.HashData(Encoding.UTF8.GetBytes(string.Concat(domain, "\n", id, "\n", secret)), presented);
+        // The same bytes Hash() hashes, encoded on the stack (every call checks a key; keys are short): no string, no array.
+        var length = Encoding.UTF8.GetMaxByteCount(domain.Length + id.Length + secret.Length + 2);
+        var rented = length > 512 ? System.Buffers.ArrayPool<byte>.Shared.Rent(length) : null;
+        Span<byte> input = rented is null ? stackalloc byte[512] : rented;
+        try
+        {
+            var written = Encoding.UTF8.GetBytes(domain, input);
+            input[written++] = (byte)'\n';
+            written += Encoding.UTF8.GetBytes(id, input[written..]);
+            input[written++] = (byte)'\n';
+            written += Encoding.UTF8.GetBytes(secret, input[written..]);
+            SHA256.HashData(input[..written], presented);
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                CryptographicOperations.ZeroMemory(rented);
+                System.Buffers.ArrayPool<byte>.Shared.Return(rented);
+            }
+            else
+            {
+                CryptographicOperations.ZeroMemory(input);
+            }
+        }
         return storedHash.Length == presented.Length && CryptographicOperations.FixedTimeEquals(presented, storedHash);
     }
 }
