@@ -1,5 +1,5 @@
 using System.Globalization;
-using System.Text;
+using System.Runtime.CompilerServices;
 
 namespace FuncProxy.RateLimiting;
 
@@ -15,42 +15,55 @@ internal static class RateLimitHeaders
     public const string Policy = "RateLimit-Policy";
     public const string Limit = "RateLimit";
 
+    // Both headers are set on every limited call: each is built in a stack buffer, so the header string is its only allocation.
     public static string FormatPolicies(IReadOnlyList<LimitPolicy> policies, DateTimeOffset now)
     {
-        var s = new StringBuilder();
-        foreach (var p in policies)
+        var s = new DefaultInterpolatedStringHandler(0, 0, CultureInfo.InvariantCulture, stackalloc char[256]);
+        for (var i = 0; i < policies.Count; i++)
         {
-            if (s.Length > 0)
+            var p = policies[i];
+            if (i > 0)
             {
-                s.Append(", ");
+                s.AppendLiteral(", ");
             }
-            s.Append(CultureInfo.InvariantCulture, $"\"{p.Name}\";q={p.Limit};w={p.Window.Seconds(p.Window.StartOf(now))}");
+            s.AppendLiteral("\"");
+            s.AppendFormatted(p.Name);
+            s.AppendLiteral("\";q=");
+            s.AppendFormatted(p.Limit);
+            s.AppendLiteral(";w=");
+            s.AppendFormatted(p.Window.Seconds(p.Window.StartOf(now)));
             if (p.Unit == PolicyUnit.Tokens)
             {
-                s.Append(";funcproxy-unit=\"tokens\"");
+                s.AppendLiteral(";funcproxy-unit=\"tokens\"");
             }
             else if (p.Unit == PolicyUnit.MicroUsd)
             {
-                s.Append(";funcproxy-unit=\"usd-micros\"");
+                s.AppendLiteral(";funcproxy-unit=\"usd-micros\"");
             }
         }
-        return s.ToString();
+        return s.ToStringAndClear();
     }
 
     public static string FormatState(IReadOnlyList<PolicyDecision> decisions, DateTimeOffset now)
     {
-        var s = new StringBuilder();
-        foreach (var d in decisions)
+        var s = new DefaultInterpolatedStringHandler(0, 0, CultureInfo.InvariantCulture, stackalloc char[256]);
+        for (var i = 0; i < decisions.Count; i++)
         {
-            if (s.Length > 0)
+            var d = decisions[i];
+            if (i > 0)
             {
-                s.Append(", ");
+                s.AppendLiteral(", ");
             }
             var reset = (long)Math.Ceiling(Math.Max(0, (d.WindowEnd - now).TotalSeconds));
             // A refused request policy has nothing left; a refused token policy may have fewer tokens left than the call wanted.
             var remaining = d.Verdict == Verdict.Refused && d.Policy.Unit == PolicyUnit.Requests ? 0 : Math.Max(0, d.Remaining);
-            s.Append(CultureInfo.InvariantCulture, $"\"{d.Policy.Name}\";r={remaining};t={reset}");
+            s.AppendLiteral("\"");
+            s.AppendFormatted(d.Policy.Name);
+            s.AppendLiteral("\";r=");
+            s.AppendFormatted(remaining);
+            s.AppendLiteral(";t=");
+            s.AppendFormatted(reset);
         }
-        return s.ToString();
+        return s.ToStringAndClear();
     }
 }
