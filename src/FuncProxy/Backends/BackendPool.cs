@@ -27,7 +27,14 @@ public sealed class BackendPool
     internal bool HasAnother(IReadOnlyCollection<Backend> tried)
     {
         var now = _now();
-        return Backends.Any(b => !tried.Contains(b) && b.Breaker.OpenUntil(now) is null);
+        foreach (var b in Backends)
+        {
+            if (!tried.Contains(b) && b.Breaker.OpenUntil(now) is null)
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>The soonest time a backend's breaker closes (for the client's Retry-After when none is available).</summary>
