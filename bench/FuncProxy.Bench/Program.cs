@@ -14,6 +14,7 @@ return mode switch
     "spend" => await SpendBench.RunAsync(rest),
     "percall" => await PerCallBench.RunAsync(rest),
     "bare-yarp" => await BareYarpMode.RunAsync(rest),
+    "lockouts" => await LockoutBench.RunAsync(rest),
     _ => Usage(),
 };
 
@@ -47,6 +48,10 @@ static int Usage()
               process in front of the stub (own process), driven by wrk; needs wrk (apt-get install -y wrk), nginx optional
           bare-yarp --port PORT --upstream http://127.0.0.1:PORT
               Kestrel + YARP IHttpForwarder alone (percall's baseline), until Ctrl+C or SIGTERM
+          lockouts [--seconds 10] [--concurrency 24] [--rounds 6]
+              per-IP lockouts shared by 3 FuncProxy.Server processes (storage counted through a tap): requests/s, CPU
+              and storage operations per call that fails nothing, shared vs unshared; time until the other two
+              processes refuse an address locked out on one
         """);
     return 2;
 }

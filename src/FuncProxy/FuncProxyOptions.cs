@@ -41,6 +41,9 @@ public sealed class FuncProxyOptions
     /// <summary>The audit log: how long its events are kept.</summary>
     public AuditOptions Audit { get; set; } = new();
 
+    /// <summary>Whether per-IP failure counts, lockouts and the admin rate limit are shared by all instances.</summary>
+    public LockoutOptions Lockouts { get; set; } = new();
+
     /// <summary>
     /// Proxies (IP addresses or CIDR ranges such as <c>10.0.0.0/8</c>) whose <c>X-Forwarded-For</c> is believed when
     /// working out a caller's IP for lockouts, admin rate limits and the audit log. Empty (the default): the connection's
@@ -397,7 +400,8 @@ public sealed class KeyOptions
 
     /// <summary>
     /// Refused client keys (malformed, unknown, wrong, revoked, expired) one IP may present within <see cref="FailureWindow"/>
-    /// before it is locked out for <see cref="LockoutDuration"/> (429 with <c>Retry-After</c>). Counted per instance. Zero: no lockout.
+    /// before it is locked out for <see cref="LockoutDuration"/> (429 with <c>Retry-After</c>). Counted across all instances
+    /// (<see cref="LockoutOptions.Shared"/>) in fixed windows of <see cref="FailureWindow"/>. Zero: no lockout.
     /// </summary>
     public int MaxFailuresPerIp { get; set; } = 30;
 
@@ -411,7 +415,7 @@ public sealed class KeyOptions
 /// <summary>The management API: admin authentication, per-IP limits, lockout and rotation bounds.</summary>
 public sealed class AdminOptions
 {
-    /// <summary>Admin calls one client IP may make per minute (all outcomes count); more get 429 with <c>Retry-After</c>.</summary>
+    /// <summary>Admin calls one client IP may make per minute, on all instances together (all outcomes count); more get 429 with <c>Retry-After</c>.</summary>
     public int RequestsPerMinutePerIp { get; set; } = 100;
 
     /// <summary>Failed admin authentications one IP may make within <see cref="FailureWindow"/> before it is locked out.</summary>
@@ -612,6 +616,24 @@ public sealed class LimitOptions
 
     /// <summary>How often usage totals are written to the <c>usage</c> table (also on shutdown).</summary>
     public TimeSpan UsageFlushInterval { get; set; } = TimeSpan.FromSeconds(10);
+}
+
+/// <summary>
+/// The <c>FuncProxy:Lockouts</c> section: per-IP lockouts (<see cref="KeyOptions.MaxFailuresPerIp"/>,
+/// <see cref="AdminOptions.MaxFailedAttempts"/>) and the admin rate limit (<see cref="AdminOptions.RequestsPerMinutePerIp"/>)
+/// across instances.
+/// </summary>
+public sealed class LockoutOptions
+{
+    /// <summary>
+    /// Count failures and admin calls per IP in Table Storage with the limiter's leased counters, and share lockouts through
+    /// the <c>lockouts</c> table, so N instances give an address the budget of one (docs/operations.md). Off: each instance
+    /// counts and locks out on its own, in memory.
+    /// </summary>
+    public bool Shared { get; set; } = true;
+
+    /// <summary>How often each instance reads the lockouts other instances wrote (one table query each time, never one per call).</summary>
+    public TimeSpan SyncInterval { get; set; } = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>Audit log settings.</summary>

@@ -189,6 +189,10 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
                 errors.Add($"{at}:Breaker:MaxRetryAfter must be between 0 and a day.");
             }
         }
+        if (options.Lockouts.SyncInterval < TimeSpan.FromMilliseconds(100) || options.Lockouts.SyncInterval > TimeSpan.FromMinutes(5))
+        {
+            errors.Add($"{P}:Lockouts:SyncInterval must be between 100 ms and 5 minutes.");
+        }
         if (options.Proxy.BreakerSyncInterval < TimeSpan.FromMilliseconds(100) || options.Proxy.BreakerSyncInterval > TimeSpan.FromMinutes(5))
         {
             errors.Add($"{P}:Proxy:BreakerSyncInterval must be between 100 ms and 5 minutes.");

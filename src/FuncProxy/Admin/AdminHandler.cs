@@ -53,6 +53,8 @@ public sealed partial class AdminHandler : IDisposable
     private readonly PartitionedRateLimiter<string> _rateLimiter;
     private readonly FailureLockout _lockout;
     private readonly EntraId.TokenRuleLifecycle _tokenRules;
+    private readonly IpCounters _counters;
+    private readonly LockoutBoard _board;
 
     public AdminHandler(
         KeyLifecycle keys,
@@ -66,10 +68,16 @@ public sealed partial class AdminHandler : IDisposable
         IOptionsMonitor<FuncProxyOptions> options,
         TimeProvider time,
         ILogger<AdminHandler> logger,
-        EntraId.TokenRuleLifecycle tokenRules)
+        EntraId.TokenRuleLifecycle tokenRules,
+        IpCounters counters,
+        LockoutBoard board)
     {
         ArgumentNullException.ThrowIfNull(tokenRules);
         _tokenRules = tokenRules;
+        ArgumentNullException.ThrowIfNull(counters);
+        ArgumentNullException.ThrowIfNull(board);
+        _counters = counters;
+        _board = board;
         ArgumentNullException.ThrowIfNull(keys);
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(requests);
@@ -92,7 +100,8 @@ public sealed partial class AdminHandler : IDisposable
         _options = options;
         _time = time;
         _logger = logger;
-        // Read once: the per-IP request budget takes effect at start (idle partitions are dropped by the limiter itself).
+        // Unshared (FuncProxy:Lockouts:Shared false) only. Read once: the per-IP request budget takes effect at start (idle
+        // partitions are dropped by the limiter itself).
         var perMinute = options.CurrentValue.Admin.RequestsPerMinutePerIp;
         _rateLimiter = PartitionedRateLimiter.Create<string, string>(ip => RateLimitPartition.GetFixedWindowLimiter(ip, _ => new FixedWindowRateLimiterOptions
         {
@@ -100,11 +109,11 @@ public sealed partial class AdminHandler : IDisposable
             Window = TimeSpan.FromMinutes(1),
             QueueLimit = 0,
         }));
-        _lockout = new FailureLockout(() =>
+        _lockout = new FailureLockout(LockoutBoard.AdminScope, () =>
         {
             var a = _options.CurrentValue.Admin;
             return (a.MaxFailedAttempts, a.FailureWindow, a.LockoutDuration);
-        }, time);
+        }, time, counters, board);
     }
 
     /// <param name="context">The request.</param>
@@ -127,15 +136,12 @@ public sealed partial class AdminHandler : IDisposable
         var ip = client.Address;
         try
         {
-            using (var lease = _rateLimiter.AttemptAcquire(ip))
+            var (admitted, retry) = await AdmitAsync(ip).ConfigureAwait(false);
+            if (!admitted)
             {
-                if (!lease.IsAcquired)
-                {
-                    var retry = lease.TryGetMetadata(MetadataName.RetryAfter, out var r) ? r : TimeSpan.FromMinutes(1);
-                    Log.RateLimited(_logger, ip);
-                    await Problem.TooManyRequestsAsync(context, "admin_rate_limited", "Too many admin calls from this address; slow down.", retry).ConfigureAwait(false);
-                    return;
-                }
+                Log.RateLimited(_logger, ip);
+                await Problem.TooManyRequestsAsync(context, "admin_rate_limited", "Too many admin calls from this address; slow down.", retry).ConfigureAwait(false);
+                return;
             }
             // A proxy hop (see ClientAddress) is never locked out: that would lock out every client behind it.
             if (!client.IsProxyHop && _lockout.IsLockedOut(ip, out var lockedFor))
@@ -170,6 +176,20 @@ public sealed partial class AdminHandler : IDisposable
         }
     }
 
+    /// <summary>The per-IP admin budget: one for all instances (the limiter's leased counters), or this instance's own when unshared.</summary>
+    private async ValueTask<(bool Admitted, TimeSpan RetryAfter)> AdmitAsync(string ip)
+    {
+        if (_board.IsShared)
+        {
+            var perMinute = _options.CurrentValue.Admin.RequestsPerMinutePerIp;
+            var (admitted, retryAfter) = await _counters.TakeCallAsync(LockoutBoard.AdminScope, ip, perMinute, CancellationToken.None).ConfigureAwait(false);
+            return (admitted, retryAfter > TimeSpan.Zero ? retryAfter : TimeSpan.FromSeconds(1));
+        }
+        using var lease = _rateLimiter.AttemptAcquire(ip);
+        return (lease.IsAcquired, lease.IsAcquired ? TimeSpan.Zero
+            : lease.TryGetMetadata(MetadataName.RetryAfter, out var r) ? r : TimeSpan.FromMinutes(1));
+    }
+
     private async Task RefuseAsync(HttpContext context, ResolvedClient client, AdminAuthentication auth)
     {
         var ip = client.Address;
@@ -178,7 +198,7 @@ public sealed partial class AdminHandler : IDisposable
         var forbidden = auth.Refusal == AdminRefusal.Forbidden;
         Log.AuthenticationFailed(_logger, ip, actor, auth.Detail ?? "");
         await AuditAsync(audit, "admin.auth_failed", null, forbidden ? "denied" : "unauthenticated", auth.Detail).ConfigureAwait(false);
-        if (!client.IsProxyHop && _lockout.RecordFailure(ip))
+        if (!client.IsProxyHop && await _lockout.RecordFailureAsync(ip, CancellationToken.None).ConfigureAwait(false))
         {
             var lockout = _options.CurrentValue.Admin.LockoutDuration;
             Log.LockedOut(_logger, ip, lockout);

@@ -44,6 +44,10 @@ public static class FuncProxyServiceCollectionExtensions
         services.TryAddSingleton<KeyLifecycle>();
         services.TryAddSingleton<ClientAddress>();
         services.TryAddSingleton<ClientKeyLockout>();
+        // Per-IP counters on the limiter's leased counters and lockouts shared through the lockouts table (FuncProxy:Lockouts).
+        services.TryAddSingleton<IpCounters>();
+        services.TryAddSingleton<LockoutBoard>();
+        services.AddHostedService(sp => sp.GetRequiredService<LockoutBoard>());
 
         services.TryAddSingleton<AdminKeyStore>();
         services.TryAddSingleton<AdminAuthenticator>();

@@ -8,14 +8,14 @@ namespace FuncProxy.Http;
 /// </summary>
 public sealed class ClientKeyLockout
 {
-    public ClientKeyLockout(IOptionsMonitor<FuncProxyOptions> options, TimeProvider time)
+    public ClientKeyLockout(IOptionsMonitor<FuncProxyOptions> options, TimeProvider time, IpCounters? counters = null, LockoutBoard? board = null)
     {
         ArgumentNullException.ThrowIfNull(options);
-        Lockout = new FailureLockout(() =>
+        Lockout = new FailureLockout(LockoutBoard.KeysScope, () =>
         {
             var k = options.CurrentValue.Keys;
             return (k.MaxFailuresPerIp, k.FailureWindow, k.LockoutDuration);
-        }, time);
+        }, time, counters, board);
     }
 
     public FailureLockout Lockout { get; }

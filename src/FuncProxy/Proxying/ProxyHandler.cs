@@ -175,7 +175,8 @@ public sealed partial class ProxyHandler
         if (!auth.Succeeded)
         {
             Log.KeyRefused(_logger, auth.KeyId ?? "(none)", auth.Refusal, route.Name);
-            if (auth.Refusal != KeyRefusal.Missing && !client.IsProxyHop && _keyLockout.RecordFailure(clientIp))
+            // Counted in storage only here, on a refusal (CancellationToken.None: a client that leaves still counted).
+            if (auth.Refusal != KeyRefusal.Missing && !client.IsProxyHop && await _keyLockout.RecordFailureAsync(clientIp, CancellationToken.None).ConfigureAwait(false))
             {
                 Log.ClientLockedOut(_logger, clientIp);
             }

@@ -7,7 +7,7 @@ using Microsoft.Extensions.Options;
 namespace FuncProxy;
 
 /// <summary>
-/// The engine's tables (<c>keys</c>, <c>audit</c>, <c>usage</c>, <c>breakers</c>) on one shared <see cref="TableServiceClient"/>.
+/// The engine's tables (<c>keys</c>, <c>audit</c>, <c>usage</c>, <c>breakers</c>, <c>lockouts</c>) on one shared <see cref="TableServiceClient"/>.
 /// Each table is created on first use, once per process; a failed creation is tried again on the next use.
 /// </summary>
 public sealed class FuncProxyTables
@@ -21,6 +21,9 @@ public sealed class FuncProxyTables
 
     /// <summary>Token-to-key rules made through the management API or the CLI (docs/entra-id-clients.md).</summary>
     public const string TokenRules = "tokenrules";
+
+    /// <summary>Per-IP lockouts in force, shared between instances (PartitionKey = scope, RowKey = address).</summary>
+    public const string Lockouts = "lockouts";
 
     private readonly TableServiceClient _service;
     private readonly string _prefix;
@@ -43,6 +46,7 @@ public sealed class FuncProxyTables
             [Usage] = new(service.GetTableClient(_prefix + Usage)),
             [Breakers] = new(service.GetTableClient(_prefix + Breakers)),
             [TokenRules] = new(service.GetTableClient(_prefix + TokenRules)),
+            [Lockouts] = new(service.GetTableClient(_prefix + Lockouts)),
         };
     }
 
@@ -59,6 +63,8 @@ public sealed class FuncProxyTables
     public ValueTask<TableClient> GetBreakersAsync(CancellationToken cancellationToken = default) => _tables[Breakers].GetAsync(cancellationToken);
 
     public ValueTask<TableClient> GetTokenRulesAsync(CancellationToken cancellationToken = default) => _tables[TokenRules].GetAsync(cancellationToken);
+
+    public ValueTask<TableClient> GetLockoutsAsync(CancellationToken cancellationToken = default) => _tables[Lockouts].GetAsync(cancellationToken);
 
     /// <summary>
     /// Forgets that <paramref name="table"/> was created, so the next use creates it again: for a table that answered

@@ -71,7 +71,8 @@ public sealed class ClientAddressTests : IAsyncLifetime
     public async Task One_caller_locked_out_by_the_client_IP_header_does_not_lock_out_another_caller_behind_the_same_front_end()
     {
         await using var gateway = await GatewayHost.StartAsync(Settings(_stub, ("FuncProxy:ClientIpHeader", "X-Client-IP"),
-            ("FuncProxy:Keys:MaxFailuresPerIp", "3"), ("FuncProxy:Keys:LockoutDuration", "00:05:00")));
+            ("FuncProxy:Keys:MaxFailuresPerIp", "3"), ("FuncProxy:Keys:LockoutDuration", "00:05:00"), ("FuncProxy:Keys:FailureWindow", "01:00:00")));
+        await FixedWindows.AwayFromEndAsync(TimeSpan.FromHours(1), TimeSpan.FromSeconds(30));
         var valid = await gateway.MintKeyAsync("echo");
         var guess = "fpk_" + valid.Record.Id + "_" + new string('A', 43) + "AAAAAA";
         for (var i = 0; i < 3; i++)

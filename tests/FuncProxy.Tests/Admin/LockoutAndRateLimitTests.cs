@@ -19,7 +19,10 @@ public sealed class LockoutAndRateLimitTests : IAsyncLifetime
     public async Task Repeated_failed_admin_authentications_lock_the_IP_out_even_for_a_valid_key_until_the_lockout_ends()
     {
         await using var gateway = await GatewayHost.StartAsync(Settings(_stub,
-            ("FuncProxy:Admin:MaxFailedAttempts", "3"), ("FuncProxy:Admin:LockoutDuration", "00:00:08")));
+            ("FuncProxy:Admin:MaxFailedAttempts", "3"), ("FuncProxy:Admin:LockoutDuration", "00:00:08"),
+            // Failures are counted in fixed windows aligned to UTC: an hour's, so the three below share one.
+            ("FuncProxy:Admin:FailureWindow", "01:00:00")));
+        await FixedWindows.AwayFromEndAsync(TimeSpan.FromHours(1), TimeSpan.FromSeconds(30));
         var adminKey = await gateway.MintAdminKeyAsync();
         using var admin = gateway.AdminClient(adminKey);
         using var wrong = gateway.AdminClient("fpa_wrong");
@@ -52,6 +55,8 @@ public sealed class LockoutAndRateLimitTests : IAsyncLifetime
     {
         await using var gateway = await GatewayHost.StartAsync(Settings(_stub, ("FuncProxy:Admin:RequestsPerMinutePerIp", "5")));
         using var admin = gateway.AdminClient(await gateway.MintAdminKeyAsync());
+        // The budget is per minute of UTC (shared by all instances through storage): the six calls below share one.
+        await FixedWindows.AwayFromEndAsync(TimeSpan.FromMinutes(1), TimeSpan.FromSeconds(20));
         for (var i = 0; i < 5; i++)
         {
             using var ok = await admin.GetAsync("keys");
@@ -67,7 +72,8 @@ public sealed class LockoutAndRateLimitTests : IAsyncLifetime
     public async Task Repeated_refused_client_keys_lock_the_IP_out_of_the_proxy_with_429_and_Retry_After()
     {
         await using var gateway = await GatewayHost.StartAsync(Settings(_stub,
-            ("FuncProxy:Keys:MaxFailuresPerIp", "3"), ("FuncProxy:Keys:LockoutDuration", "00:00:30")));
+            ("FuncProxy:Keys:MaxFailuresPerIp", "3"), ("FuncProxy:Keys:LockoutDuration", "00:00:30"), ("FuncProxy:Keys:FailureWindow", "01:00:00")));
+        await FixedWindows.AwayFromEndAsync(TimeSpan.FromHours(1), TimeSpan.FromSeconds(30));
         var valid = await gateway.MintKeyAsync("echo");
         var guess = "fpk_" + valid.Record.Id + "_" + new string('A', 43) + "AAAAAA";
         for (var i = 0; i < 3; i++)
