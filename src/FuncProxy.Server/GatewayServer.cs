@@ -1,4 +1,5 @@
 using FuncProxy;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 
 namespace FuncProxy.Server;
@@ -138,10 +139,21 @@ public static partial class GatewayServer
         // No "Server: Kestrel" banner: the upstream's own Server header is stripped too (SECURITY.md).
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
         builder.Services.AddFuncProxy(builder.Configuration);
+        // Kestrel's own refusals are empty bodies (no hook writes one), so its limits sit well above the gateway's, which
+        // answer 414/431 problem+json (Http/RequestLimits.cs); only a request beyond this ceiling meets Kestrel's answer.
+        builder.Services.AddOptions<KestrelServerOptions>().Configure<IOptions<FuncProxyOptions>>((kestrel, options) =>
+        {
+            var requests = options.Value.Requests;
+            kestrel.Limits.MaxRequestLineSize = RequestLimitOptions.ServerCeilingFactor * requests.MaxTargetLength;
+            kestrel.Limits.MaxRequestHeadersTotalSize = RequestLimitOptions.ServerCeilingFactor * requests.MaxHeadersTotalBytes;
+            kestrel.Limits.MaxRequestHeaderCount = RequestLimitOptions.ServerCeilingFactor * requests.MaxHeaderCount;
+            kestrel.Limits.Http2.MaxRequestHeaderFieldSize = Math.Max(kestrel.Limits.Http2.MaxRequestHeaderFieldSize, kestrel.Limits.MaxRequestHeadersTotalSize);
+        });
         // Audit retention: on Functions a timer function runs the sweep; here a hosted service does.
         builder.Services.AddHostedService<FuncProxy.Admin.AuditRetentionService>();
         configure?.Invoke(builder);
         var app = builder.Build();
+        app.UseFuncProxyRequestLimits();
         app.MapFuncProxy();
         app.Lifetime.ApplicationStarted.Register(() => PrintBanner(app));
         return app;

@@ -26,6 +26,9 @@ public sealed class FuncProxyOptions
     /// <summary>Forwarding defaults that apply to every upstream unless the upstream overrides them.</summary>
     public ProxyOptions Proxy { get; set; } = new();
 
+    /// <summary>How long a request's target and header block may be; larger ones get 414 or 431 problem+json.</summary>
+    public RequestLimitOptions Requests { get; set; } = new();
+
     /// <summary>Client key handling.</summary>
     public KeyOptions Keys { get; set; } = new();
 
@@ -381,6 +384,30 @@ public sealed class ProxyOptions
 
     /// <summary>How often each instance reads the breakers other instances opened (one table query each time, never one per call).</summary>
     public TimeSpan BreakerSyncInterval { get; set; } = TimeSpan.FromSeconds(1);
+}
+
+/// <summary>
+/// The <c>FuncProxy:Requests</c> section: the gateway's own limits on a request's target and header block, checked
+/// before anything else (no key is looked at), so an oversize request gets 414 or 431 problem+json. The Kestrel host sets
+/// Kestrel's own limits to <see cref="ServerCeilingFactor"/> times these, so only a request beyond that ceiling (or one
+/// that is not HTTP at all) meets Kestrel's empty answer (SECURITY.md, "Requests Kestrel refuses itself").
+/// </summary>
+public sealed class RequestLimitOptions
+{
+    /// <summary>Kestrel's limits on the Kestrel host are this many times the gateway's own.</summary>
+    public const int ServerCeilingFactor = 4;
+
+    /// <summary>Longest request target (path and query, as sent) accepted; longer gets 414 <c>uri_too_long</c>. At most 65,536.</summary>
+    public int MaxTargetLength { get; set; } = 8 * 1024;
+
+    /// <summary>
+    /// Largest header block accepted, counted as Kestrel counts it: each field's name, <c>": "</c>, value and CRLF, a
+    /// header sent twice counted twice; larger gets 431 <c>request_headers_too_large</c>. At most 262,144.
+    /// </summary>
+    public int MaxHeadersTotalBytes { get; set; } = 32 * 1024;
+
+    /// <summary>Most header fields accepted (a header sent twice counts twice); more gets 431 <c>request_headers_too_large</c>. At most 1,000.</summary>
+    public int MaxHeaderCount { get; set; } = 100;
 }
 
 /// <summary>Client key settings.</summary>

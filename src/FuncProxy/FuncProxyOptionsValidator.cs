@@ -51,6 +51,18 @@ internal sealed class FuncProxyOptionsValidator : IValidateOptions<FuncProxyOpti
         {
             errors.Add($"{P}:Proxy:MaxRequestBodyBytes must be positive.");
         }
+        if (options.Requests.MaxTargetLength is < 256 or > 64 * 1024)
+        {
+            errors.Add($"{P}:Requests:MaxTargetLength must be between 256 and 65536.");
+        }
+        if (options.Requests.MaxHeadersTotalBytes is < 1024 or > 256 * 1024)
+        {
+            errors.Add($"{P}:Requests:MaxHeadersTotalBytes must be between 1024 and 262144.");
+        }
+        if (options.Requests.MaxHeaderCount is < 10 or > 1000)
+        {
+            errors.Add($"{P}:Requests:MaxHeaderCount must be between 10 and 1000.");
+        }
         if (options.Keys.CacheDuration < TimeSpan.Zero || options.Keys.CacheDuration > TimeSpan.FromMinutes(5))
         {
             errors.Add($"{P}:Keys:CacheDuration must be between 0 and 5 minutes: it bounds how long a revoked key keeps working.");

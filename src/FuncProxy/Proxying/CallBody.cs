@@ -45,6 +45,13 @@ internal sealed class CallBody
 
     public long? MaxOutputTokens { get; private set; }
 
+    /// <summary>
+    /// A member the gateway reads (<c>model</c>, an output limit, <c>n</c>, <c>stream</c>, <c>stream_options</c>) that the
+    /// top-level object names more than once within the read-ahead; null when none is. Such a body is refused: the
+    /// gateway would judge one value while the upstream's parser might use the other (an allow-list or quota bypass).
+    /// </summary>
+    public string? DuplicateMember { get; private set; }
+
     /// <summary><c>n</c>: how many choices are generated (1 when absent).</summary>
     public long Choices { get; private set; } = 1;
 
@@ -114,8 +121,13 @@ internal sealed class CallBody
                 return;
             }
             _objectStart = (int)reader.BytesConsumed;
+            var seen = new HashSet<string>(StringComparer.Ordinal);
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
+                if (ReadMemberName(ref reader) is { } read && !seen.Add(read))
+                {
+                    DuplicateMember ??= read;
+                }
                 if (reader.ValueTextEquals("model"u8))
                 {
                     if (!reader.Read())
@@ -171,6 +183,21 @@ internal sealed class CallBody
         }
     }
 
+    private static readonly string[] ReadMembers = ["model", "stream_options", "max_tokens", "max_completion_tokens", "max_output_tokens", "n", "stream"];
+
+    /// <summary>The member's name when it is one the read-ahead reads (escapes decoded, as a parser would), else null.</summary>
+    private static string? ReadMemberName(ref Utf8JsonReader reader)
+    {
+        foreach (var name in ReadMembers)
+        {
+            if (reader.ValueTextEquals(name))
+            {
+                return name;
+            }
+        }
+        return null;
+    }
+
     private void ReadModel(ref Utf8JsonReader reader)
     {
         if (reader.TokenType != JsonTokenType.String)
@@ -214,10 +241,16 @@ internal sealed class CallBody
             return true;
         }
         var empty = true;
+        var sawIncludeUsage = false;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
             empty = false;
             var isIncludeUsage = reader.ValueTextEquals("include_usage"u8);
+            if (isIncludeUsage && sawIncludeUsage)
+            {
+                DuplicateMember ??= "stream_options.include_usage";
+            }
+            sawIncludeUsage |= isIncludeUsage;
             if (!reader.Read())
             {
                 return false;

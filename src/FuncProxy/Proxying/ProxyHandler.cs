@@ -239,6 +239,12 @@ public sealed partial class ProxyHandler
         }
 
         // 4. Models: the key's aliases, then its allow-list, apply to the model the call names (JSON 'model', else an Azure deployment).
+        if (call.DuplicateMember is { } duplicate)
+        {
+            await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "invalid_request", "Bad Request",
+                $"The body names '{duplicate}' more than once; the gateway and the upstream could read different values, so the call is refused.").ConfigureAwait(false);
+            return "invalid_request";
+        }
         if (call.ModelInvalid)
         {
             await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "invalid_model", "Bad Request",

@@ -30,6 +30,9 @@ public sealed class OptionsValidationTests
     [InlineData("FuncProxy:ClientTokens:ClockSkew", "00:10:00", "FuncProxy:ClientTokens:ClockSkew must be between 0 and 5 minutes")]
     [InlineData("FuncProxy:ClientTokens:Rules:0:AppId", "00000000-0000-0000-0000-000000000001", "FuncProxy:ClientTokens:Rules:0:KeyId must be a key id")]
     [InlineData("FuncProxy:ClientTokens:Rules:0:KeyId", "abcdefghij234567", "FuncProxy:ClientTokens:Rules:0 must set exactly one of ObjectId, AppId, AppRole or Group")]
+    [InlineData("FuncProxy:Requests:MaxTargetLength", "100000", "FuncProxy:Requests:MaxTargetLength must be between 256 and 65536")]
+    [InlineData("FuncProxy:Requests:MaxHeadersTotalBytes", "0", "FuncProxy:Requests:MaxHeadersTotalBytes must be between 1024 and 262144")]
+    [InlineData("FuncProxy:Requests:MaxHeaderCount", "5000", "FuncProxy:Requests:MaxHeaderCount must be between 10 and 1000")]
     public async Task A_bad_setting_fails_the_start_with_a_message_naming_it(string name, string value, string expected)
     {
         var settings = new Dictionary<string, string?>
