@@ -7,7 +7,8 @@ namespace FuncProxy.Server;
 /// First-run convenience: when the storage connection is Azurite's (<c>UseDevelopmentStorage=true</c>) and nothing listens on
 /// its table port, start the Azurite pinned in package.json, and stop it again when the host stops: after the host has
 /// stopped serving and written its usage, on a start failure too, so it is never left running. It runs in a session of its
-/// own (<c>setsid</c>, where there is one), so a Ctrl+C in the terminal reaches only the host, which stops it last.
+/// own (<c>setsid</c>, where there is one), so a Ctrl+C in the terminal reaches only the host, which stops it last; it also
+/// exits by itself when the host is gone, however the host ended (<c>eng/exit-with-parent.cjs</c>).
 /// </summary>
 internal sealed class LocalAzurite : IDisposable
 {
@@ -37,10 +38,18 @@ internal sealed class LocalAzurite : IDisposable
         // Its own session: the terminal's Ctrl+C (SIGINT to the whole foreground process group) must not stop storage
         // before the host has written what it still holds; the host stops it last.
         var setsid = FindOnPath("setsid");
-        var start = new ProcessStartInfo(setsid ?? "node") { WorkingDirectory = root, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // Standard input is a pipe the host never writes to: eng/exit-with-parent.cjs ends Azurite when it closes, so a
+        // host that is killed outright (SIGKILL runs no clean-up) leaves no Azurite behind either.
+        var start = new ProcessStartInfo(setsid ?? "node") { WorkingDirectory = root, RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         if (setsid is not null)
         {
             start.ArgumentList.Add("node");
+        }
+        var watchdog = Path.Combine(root, "eng", "exit-with-parent.cjs");
+        if (File.Exists(watchdog))
+        {
+            start.ArgumentList.Add("--require");
+            start.ArgumentList.Add(watchdog);
         }
         foreach (var a in new[] { script, "--tableHost", "127.0.0.1", "--tablePort", TablePort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--location", location, "--skipApiVersionCheck", "--silent" })
         {

@@ -59,10 +59,11 @@ public sealed class AuditRetentionTests : IAsyncLifetime
         var audit = gateway.Services.GetRequiredService<AuditLog>();
         Assert.Contains((await audit.QueryAsync(keyId, now.AddDays(-40), now, 100, null)).Entries, e => e.Id == stale.Id);
 
-        var deadline = DateTime.UtcNow.AddSeconds(30);
+        // Generous: on a loaded machine the hosted service's first sweep and each storage call can take seconds.
+        var deadline = DateTime.UtcNow.Add(Eventually.DefaultBound * 2);
         while ((await audit.QueryAsync(keyId, now.AddDays(-40), now, 100, null)).Entries.Any(e => e.Id == stale.Id))
         {
-            Assert.True(DateTime.UtcNow < deadline, "The hosted sweep did not delete the stale event within 30 s.");
+            Assert.True(DateTime.UtcNow < deadline, "The hosted sweep did not delete the stale event within 120 s.");
             await Task.Delay(200);
         }
         Assert.Contains((await audit.QueryAsync(keyId, now.AddDays(-40), now.AddMinutes(1), 100, null)).Entries, e => e.Id == recent.Id);

@@ -252,7 +252,7 @@ public sealed class OperatorCliTests : IAsyncLifetime
     public async Task Storage_unreachable_is_exit_3_with_one_line_for_every_verb()
     {
         // Azurite's account on a port where nothing listens.
-        var dead = $"DefaultEndpointsProtocol=http;AccountName={AzuriteProcess.AccountName};AccountKey={AzuriteProcess.AccountKey};TableEndpoint=http://127.0.0.1:{AzuriteProcess.FreePort()}/{AzuriteProcess.AccountName};";
+        var dead = $"DefaultEndpointsProtocol=http;AccountName={AzuriteProcess.AccountName};AccountKey={AzuriteProcess.AccountKey};TableEndpoint=http://127.0.0.1:{RefusingPort.Take()}/{AzuriteProcess.AccountName};";
         var id = new string('a', 16);
         string[][] commands =
         [

@@ -44,17 +44,23 @@ public sealed class RevocationAcrossInstancesTests(ITestOutputHelper output)
 
         var refusedAfter = new TimeSpan[others.Length];
         var requests = new int[others.Length];
+        // The slowest call an instance answered: a record read just before the revocation can arrive that late, and a
+        // loaded machine makes it seconds. The bound below is measured against it, not against a fixed slack.
+        var slowestCall = new TimeSpan[others.Length];
         await Task.WhenAll(others.Select(async (instance, i) =>
         {
             while (true)
             {
                 requests[i]++;
-                if (await CallWithKeyAsync(instance.Client, key) == 401)
+                var started = clock.Elapsed;
+                var status = await CallWithKeyAsync(instance.Client, key);
+                slowestCall[i] = TimeSpan.FromTicks(Math.Max(slowestCall[i].Ticks, (clock.Elapsed - started).Ticks));
+                if (status == 401)
                 {
                     refusedAfter[i] = clock.Elapsed - revokedAt;
                     return;
                 }
-                Assert.True(clock.Elapsed < cacheDuration * 3, "the key kept working far past the bound");
+                Assert.True(clock.Elapsed - revokedAt < cacheDuration + 2 * slowestCall[i] + TimeSpan.FromSeconds(60), "the key kept working far past the bound");
                 await Task.Delay(25);
             }
         }));
@@ -63,7 +69,8 @@ public sealed class RevocationAcrossInstancesTests(ITestOutputHelper output)
         output.WriteLine($"{verb}: refused by the other instances after {string.Join(", ", refusedAfter.Select(t => $"{t.TotalMilliseconds:F0} ms"))} (bound {cacheDuration.TotalSeconds} s + one storage read); requests per instance {string.Join(", ", requests)}.");
         // The bound is the cache duration plus one storage read; the slack is generous because a busy machine can take
         // seconds for that read. The figure printed above is the measurement; this only catches a cache that outlives its bound.
-        Assert.True(worst <= cacheDuration + TimeSpan.FromSeconds(4), $"refused after {worst}, bound {cacheDuration}");
+        var slack = TimeSpan.FromSeconds(1) + 2 * slowestCall.Max();
+        Assert.True(worst <= cacheDuration + slack, $"refused after {worst}, bound {cacheDuration} + {slack} (twice the slowest call, plus 1 s)");
         for (var i = 0; i < others.Length; i++)
         {
             var reads = others[i].Services.GetRequiredService<KeyRecordCache>().StorageReads - readsBefore[i];

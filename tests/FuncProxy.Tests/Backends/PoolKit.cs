@@ -39,7 +39,7 @@ internal static class PoolKit
     public static string V1(UpstreamStub stub) => stub.BaseAddress.GetLeftPart(UriPartial.Authority) + "/v1";
 
     /// <summary>A base URL on a loopback port nothing listens on: connections are refused.</summary>
-    public static string Refusing() => $"http://127.0.0.1:{AzuriteProcess.FreePort()}/v1";
+    public static string Refusing() => RefusingPort.Url("/v1");
 
     /// <summary>Answers 429 with <c>retry-after-ms</c> (Azure OpenAI's form), as a throttled deployment does.</summary>
     public static Func<HttpContext, Task> Throttled(int retryAfterMs) => async context =>
@@ -85,11 +85,11 @@ internal static class PoolKit
     public static StringContent Chat(string model = "gpt-test", bool stream = false) =>
         new($$"""{"model":"{{model}}","stream":{{(stream ? "true" : "false")}},"messages":[{"role":"user","content":"hi"}]}""", Encoding.UTF8, "application/json");
 
-    /// <summary>Polls <paramref name="condition"/> every 50 ms for up to 30 s (a generous bound for a busy machine).</summary>
+    /// <summary>Polls <paramref name="condition"/> every 50 ms for up to 120 s (a generous bound for a busy machine).</summary>
     public static async Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan? bound = null)
     {
         var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < (bound ?? TimeSpan.FromSeconds(30)))
+        while (clock.Elapsed < (bound ?? TimeSpan.FromSeconds(120)))
         {
             if (await condition())
             {

@@ -60,7 +60,33 @@ public sealed partial class ServerProcessTests : IAsyncLifetime
         Assert.Equal(GatewayServer.ExitStopped, server.ExitCode);
         AssertNoStackTrace(server.Output);
         Assert.DoesNotContain("could not be written", server.Output, StringComparison.Ordinal);
-        Assert.True(await ServerProcess.WaitUntilGoneAsync(azurite, TimeSpan.FromSeconds(30)), "the Azurite the host started is stopped with it");
+        Assert.True(await ServerProcess.WaitUntilGoneAsync(azurite, Generous), "the Azurite the host started is stopped with it");
+    }
+
+    [Fact]
+    public async Task A_host_killed_outright_leaves_no_Azurite_running()
+    {
+        await using var server = ServerProcess.StartIsolated([], new Dictionary<string, string>
+        {
+            ["FuncProxy__Storage__ConnectionString"] = "UseDevelopmentStorage=true",
+        });
+        Assert.True(await server.WaitForOutputAsync("FuncProxy serves", Generous), server.Output);
+        var azurite = AzuritePid(server);
+        try
+        {
+            // SIGKILL: the host runs none of its own clean-up; Azurite sees its standard input close and exits.
+            await server.SignalAsync("KILL");
+            Assert.True(await server.WaitForExitAsync(Generous), server.Output);
+            Assert.True(await ServerProcess.WaitUntilGoneAsync(azurite, Generous), "the Azurite of a killed host exits by itself");
+        }
+        finally
+        {
+            if (ServerProcess.IsRunning(azurite))
+            {
+                using var orphan = System.Diagnostics.Process.GetProcessById(azurite);
+                orphan.Kill(entireProcessTree: true);
+            }
+        }
     }
 
     [Fact]
@@ -76,7 +102,7 @@ public sealed partial class ServerProcessTests : IAsyncLifetime
             Assert.Equal(GatewayServer.ExitCannotListen, busy.ExitCode);
             Assert.Contains("FuncProxy could not start: Failed to bind to address http://127.0.0.1:10002: address already in use.", busy.Output, StringComparison.Ordinal);
             AssertNoStackTrace(busy.Output);
-            Assert.True(await ServerProcess.WaitUntilGoneAsync(AzuritePid(busy), TimeSpan.FromSeconds(30)), "no Azurite is left running");
+            Assert.True(await ServerProcess.WaitUntilGoneAsync(AzuritePid(busy), Generous), "no Azurite is left running");
         }
 
         await using var invalid = ServerProcess.StartIsolated([], new Dictionary<string, string>

@@ -40,17 +40,24 @@ public sealed class AzuriteProcess : IAsyncDisposable
         {
             throw new InvalidOperationException($"Azurite is not installed ({script} is missing): run 'npm ci' in the repository root.");
         }
+        // Standard input is a pipe this process never writes to: eng/exit-with-parent.cjs ends Azurite when it closes, so
+        // a test host that is killed outright (vstest's hang or shutdown timeout, Ctrl+C on dotnet test) leaves no
+        // Azurite behind; on a normal exit Running's handler stops it first.
         var start = new ProcessStartInfo("node")
         {
             UseShellExecute = false,
+            RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        foreach (var a in new[] { script, "--tableHost", "127.0.0.1", "--tablePort", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--inMemoryPersistence", "--skipApiVersionCheck", "--disableProductStyleUrl", "--silent" })
+        foreach (var a in new[] { "--require", Path.Combine(RepositoryRoot(), "eng", "exit-with-parent.cjs"), script, "--tableHost", "127.0.0.1", "--tablePort", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--inMemoryPersistence", "--skipApiVersionCheck", "--disableProductStyleUrl", "--silent" })
         {
             start.ArgumentList.Add(a);
         }
+        _placeholder?.Dispose();
+        _placeholder = null;
         _process = Process.Start(start) ?? throw new InvalidOperationException("Could not start node.");
+        Running[_process.Id] = _process;
         _process.OutputDataReceived += (_, _) => { };
         _process.ErrorDataReceived += (_, _) => { };
         _process.BeginOutputReadLine();
@@ -62,26 +69,79 @@ public sealed class AzuriteProcess : IAsyncDisposable
             if (_process.HasExited || deadline.Elapsed > StartTimeout)
             {
                 // Never leave a half-started emulator behind (it would outlive the test run).
-                await StopAsync();
+                await KillAsync();
                 throw new InvalidOperationException($"Azurite did not start on port {Port} within {StartTimeout.TotalSeconds} s.");
             }
             await Task.Delay(50);
         }
     }
 
-    /// <summary>Kills the process: storage becomes unreachable, as in an outage.</summary>
+    /// <summary>
+    /// Kills the process: storage becomes unreachable, as in an outage. The port stays taken (bound, not listening:
+    /// connections are refused) until <see cref="StartAgainAsync"/>, so no server another test starts on port 0 meanwhile
+    /// is given it and receives this test's storage calls.
+    /// </summary>
     public async Task StopAsync()
+    {
+        await KillAsync();
+        var placeholder = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            // Reuse: the emulator's closed connections may still hold the port in TIME_WAIT.
+            placeholder.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            placeholder.Bind(new IPEndPoint(IPAddress.Loopback, Port));
+            _placeholder = placeholder;
+        }
+        catch (SocketException)
+        {
+            placeholder.Dispose();
+        }
+    }
+
+    private Socket? _placeholder;
+
+    private async Task KillAsync()
     {
         if (_process is { HasExited: false } p)
         {
             p.Kill(entireProcessTree: true);
             await p.WaitForExitAsync();
         }
-        _process?.Dispose();
+        if (_process is not null)
+        {
+            Running.TryRemove(_process.Id, out _);
+            _process.Dispose();
+        }
         _process = null;
     }
 
-    public async ValueTask DisposeAsync() => await StopAsync();
+    // Every Azurite a test started (the shared one and each test's own), stopped when the test host exits, even if a
+    // test was abandoned before its own dispose ran.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, Process> Running = new();
+
+    static AzuriteProcess() => AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+    {
+        foreach (var p in Running.Values)
+        {
+            try
+            {
+                if (!p.HasExited)
+                {
+                    p.Kill(entireProcessTree: true);
+                }
+            }
+            catch (InvalidOperationException)
+            {
+            }
+        }
+    };
+
+    public async ValueTask DisposeAsync()
+    {
+        await KillAsync();
+        _placeholder?.Dispose();
+        _placeholder = null;
+    }
 
     public static int FreePort()
     {
@@ -138,8 +198,8 @@ public static class TestStorage
         {
             return configured;
         }
+        // Stopped when the test host exits (AzuriteProcess keeps every one it started), or by itself if the host is killed.
         _azurite = await AzuriteProcess.StartAsync();
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => _azurite.StopAsync().GetAwaiter().GetResult();
         return _azurite.ConnectionString;
     }
 }

@@ -107,7 +107,7 @@ public sealed class ConsoleBrowserTests : IClassFixture<ConsoleFixture>
 
         // The call's usage appears (rows are flushed every second here): one request, the stub's 12 + 5 tokens.
         var requests = page.Locator("figcaption", new() { HasText = "Requests per hour" });
-        var deadline = DateTime.UtcNow.AddSeconds(30);
+        var deadline = DateTime.UtcNow.AddSeconds(120);
         while (!(await requests.InnerTextAsync()).Contains("total 1", StringComparison.Ordinal) && DateTime.UtcNow < deadline)
         {
             await page.GetByRole(AriaRole.Button, new() { Name = "Refresh usage" }).ClickAsync();

@@ -32,7 +32,7 @@ public sealed class GatewayFixture : IAsyncLifetime
             ["FuncProxy:Upstreams:root:BaseUrl"] = origin,
             ["FuncProxy:Upstreams:slow:BaseUrl"] = origin,
             ["FuncProxy:Upstreams:slow:Timeout"] = "00:00:01",
-            ["FuncProxy:Upstreams:dead:BaseUrl"] = $"http://127.0.0.1:{AzuriteProcess.FreePort()}/v1",
+            ["FuncProxy:Upstreams:dead:BaseUrl"] = RefusingPort.Url("/v1"),
             ["FuncProxy:Upstreams:nosecret:BaseUrl"] = origin + "/v1",
             ["FuncProxy:Upstreams:nosecret:SecretName"] = "missing-secret",
         });

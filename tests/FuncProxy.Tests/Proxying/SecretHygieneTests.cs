@@ -23,7 +23,7 @@ public sealed class SecretHygieneTests
             ["FuncProxy:Upstreams:slow:BaseUrl"] = origin,
             ["FuncProxy:Upstreams:slow:Timeout"] = "00:00:00.500",
             ["FuncProxy:Upstreams:slow:SecretName"] = "stub-key",
-            ["FuncProxy:Upstreams:dead:BaseUrl"] = $"http://127.0.0.1:{AzuriteProcess.FreePort()}",
+            ["FuncProxy:Upstreams:dead:BaseUrl"] = RefusingPort.Url(),
             ["FuncProxy:Upstreams:dead:SecretName"] = "stub-key",
         });
         var key = await gateway.MintKeyAsync("stub", "slow", "dead");

@@ -218,7 +218,7 @@ public sealed class StreamingAndSdkTests(GatewayFixture fixture) : IClassFixture
         // Metering is recorded when the response has ended, just after the client has read it.
         IReadOnlyList<FuncProxy.Proxying.UsageRow> rows = [];
         var waited = System.Diagnostics.Stopwatch.StartNew();
-        while (waited.Elapsed < TimeSpan.FromSeconds(30) && rows.Sum(r => r.Requests) < 2)
+        while (waited.Elapsed < Eventually.DefaultBound * 2 && rows.Sum(r => r.Requests) < 2)
         {
             await meter.FlushAsync();
             rows = await meter.ReadAsync(key.Record.Id, DateTimeOffset.UtcNow.AddHours(-2), DateTimeOffset.UtcNow.AddHours(1));

@@ -172,7 +172,7 @@ public sealed class SpendControlTests : IAsyncLifetime
         var policy = limiter.PoliciesFor(key.Record).Single(p => p.Unit == PolicyUnit.MicroUsd);
         // A claim for the next block may be on its way to storage: poll until the two agree.
         long counted = 0, held = 0;
-        for (var i = 0; i < 300; i++)
+        for (var i = 0; i < 1200; i++)
         {
             held = limiter.LimiterFor(key.Record.Id, policy).GetStatistics()!.CurrentAvailablePermits;
             counted = await limiter.Store.ReadUsedAsync(key.Record.Id, policy, policy.Window.StartOf(_time.GetUtcNow()));
