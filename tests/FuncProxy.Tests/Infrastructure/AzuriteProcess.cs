@@ -119,7 +119,10 @@ public sealed class AzuriteProcess : IAsyncDisposable
     // test was abandoned before its own dispose ran.
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, Process> Running = new();
 
-    static AzuriteProcess() => AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+    static AzuriteProcess() => AppDomain.CurrentDomain.ProcessExit += (_, _) => KillAll();
+
+    /// <summary>Kills every Azurite a test started that is still running (at the end of the run, from the test framework's disposal).</summary>
+    public static void KillAll()
     {
         foreach (var p in Running.Values)
         {
@@ -134,7 +137,7 @@ public sealed class AzuriteProcess : IAsyncDisposable
             {
             }
         }
-    };
+    }
 
     public async ValueTask DisposeAsync()
     {

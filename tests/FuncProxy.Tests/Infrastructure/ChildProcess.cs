@@ -217,7 +217,8 @@ public sealed class ChildProcess : IAsyncDisposable
         }
     }
 
-    private static void KillAll()
+    /// <summary>Kills every process started through this class that is still running, with its children.</summary>
+    public static void KillAll()
     {
         foreach (var p in Running.Values)
         {
