@@ -130,7 +130,10 @@ public static partial class GatewayServer
 
     private static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure)
     {
-        var builder = WebApplication.CreateBuilder(args);
+        // Settings are read once, bound and validated at start (a change needs a restart, as README says), so no file
+        // watchers on appsettings: each holds one of the user's inotify instances (128 by default on Linux), which a few
+        // hosts on one machine, or one test run's many, use up; the next host then fails to start.
+        var builder = WebApplication.CreateBuilder([.. args, "--hostBuilder:reloadConfigOnChange=false"]);
         UserSecrets.Add(builder.Configuration, builder.Environment);
         if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]) && string.IsNullOrEmpty(builder.Configuration["https_ports"]))
         {
