@@ -35,11 +35,14 @@ public static class ServerProcess
     /// <summary>
     /// The server as a process-group leader in a network namespace of its own (<c>setsid unshare -n</c>; the tests run as
     /// root here): it may start the local Azurite on 127.0.0.1:10002 without meeting anyone else's, and a signal to its
-    /// group reaches every process a terminal's Ctrl+C would.
+    /// group reaches every process a terminal's Ctrl+C would. SIGINT is reset to its default first (<c>env
+    /// --default-signal</c>): a test run started in the background of a non-interactive shell (<c>dotnet test &amp;</c>)
+    /// hands every child SIGINT ignored, and a host that cannot see Ctrl+C cannot be tested on it (seen: the Ctrl+C test
+    /// timing out in such a run).
     /// </summary>
     public static ChildProcess StartIsolated(IEnumerable<string> args, IDictionary<string, string>? environment = null) =>
         ChildProcess.Start("FuncProxy.Server (own network)", "setsid",
-            ["unshare", "--net", "sh", "-c", "ip link set lo up && exec dotnet \"$0\" \"$@\"", ServerDll, .. args],
+            ["unshare", "--net", "sh", "-c", "ip link set lo up && exec env --default-signal=INT dotnet \"$0\" \"$@\"", ServerDll, .. args],
             WithoutHostSettings(environment), NewDirectory());
 
     /// <summary>Runs the server's CLI to its end.</summary>
