@@ -6,6 +6,7 @@ using FuncProxy.Keys;
 using FuncProxy.Secrets;
 using FuncProxy.Tests.Infrastructure;
 using Yarp.ReverseProxy.Forwarder;
+using static FuncProxy.Bench.BenchArgs;
 
 namespace FuncProxy.Bench;
 
@@ -148,11 +149,5 @@ public static class GatewayBench
         }
         await response.Content.CopyToAsync(Stream.Null);
         return true;
-    }
-
-    private static int Option(string[] args, string name, int fallback)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
     }
 }

@@ -6,6 +6,7 @@ using Azure.Data.Tables;
 using FuncProxy.Keys;
 using FuncProxy.RateLimiting;
 using Microsoft.Extensions.Logging.Abstractions;
+using static FuncProxy.Bench.BenchArgs;
 
 namespace FuncProxy.Bench;
 
@@ -202,8 +203,6 @@ internal static class LimiterBench
         Array.Sort(sorted);
         return sorted[Math.Clamp((int)Math.Ceiling(percentile / 100 * sorted.Length) - 1, 0, sorted.Length - 1)];
     }
-
-    private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>The baseline: every request reads the counter and writes it back with its ETag (retrying on 412).</summary>
     private sealed class NaiveCounter(string connectionString)

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using FuncProxy.Keys;
 using FuncProxy.Tests.Infrastructure;
+using static FuncProxy.Bench.BenchArgs;
 
 namespace FuncProxy.Bench;
 
@@ -405,18 +406,4 @@ internal static class PeersBench
     }
 
     private static string Trim(string s, int max) => s.Length <= max ? s : s[..max] + "...";
-
-    private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
-
-    private static int Option(string[] args, string name, int fallback)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
-    }
-
-    private static string? StringOption(string[] args, string name)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
-    }
 }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using FuncProxy.Tests.Infrastructure;
+using static FuncProxy.Bench.BenchArgs;
 
 namespace FuncProxy.Bench;
 
@@ -370,20 +371,6 @@ internal static class PerCallBench
         using var answer = await client.SendAsync(request);
         var body = await answer.Content.ReadAsStringAsync();
         return (int)answer.StatusCode == 200 ? body : $"{(int)answer.StatusCode}: {body}";
-    }
-
-    private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
-
-    private static int Option(string[] args, string name, int fallback)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
-    }
-
-    private static string? StringOption(string[] args, string name)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 }
 

@@ -6,6 +6,7 @@ using FuncProxy.Backends;
 using FuncProxy.Keys;
 using FuncProxy.Server;
 using FuncProxy.Tests.Infrastructure;
+using static FuncProxy.Bench.BenchArgs;
 
 namespace FuncProxy.Bench;
 
@@ -243,11 +244,5 @@ public static class PoolBench
         using var response = await client.SendAsync(request);
         await response.Content.CopyToAsync(Stream.Null);
         return response.IsSuccessStatusCode;
-    }
-
-    private static int Option(string[] args, string name, int fallback)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
     }
 }

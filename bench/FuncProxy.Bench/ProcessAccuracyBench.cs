@@ -5,6 +5,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using FuncProxy.Tests.Infrastructure;
+using static FuncProxy.Bench.BenchArgs;
 
 namespace FuncProxy.Bench;
 
@@ -258,19 +259,5 @@ internal static class ProcessAccuracyBench
         return new[] { "Release", "Debug" }
             .Select(c => Path.Combine(root, "src", "FuncProxy.Server", "bin", c, "net10.0", "FuncProxy.Server.dll"))
             .FirstOrDefault(File.Exists);
-    }
-
-    private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
-
-    private static int Option(string[] args, string name, int fallback)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
-    }
-
-    private static string? StringOption(string[] args, string name)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
     }
 }

@@ -5,6 +5,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using FuncProxy.Tests.Infrastructure;
+using static FuncProxy.Bench.BenchArgs;
 
 namespace FuncProxy.Bench;
 
@@ -120,9 +121,9 @@ internal static class SpendBench
                 : new[] { ("budget + models + alias", budgetKey, AliasBody), ("plain (limits)", plainKey, Body) };
             foreach (var (name, key, body) in order)
             {
-                var cpuBefore = ProcessCpu(server.Id);
+                var cpuBefore = ProcessCpu.TreeTicks(server.Id);
                 var load = await LoadRun.RunAsync(name, concurrency, TimeSpan.FromSeconds(seconds), c => OkAsync(c, url, key, body), client);
-                var cpu = (ProcessCpu(server.Id) - cpuBefore).TotalMicroseconds / Math.Max(1, load.Requests);
+                var cpu = (ProcessCpu.TreeTicks(server.Id) - cpuBefore) * 1e6 / ProcessCpu.TicksPerSecond / Math.Max(1, load.Requests);
                 results.Add((load, cpu));
             }
             var p = results.Single(r => r.Load.Name.StartsWith("plain", StringComparison.Ordinal));
@@ -299,32 +300,9 @@ internal static class SpendBench
         return ChildProcess.Start(name, "dotnet", [dll], env, workingDirectory);
     }
 
-    /// <summary>The process's user + system CPU time so far, from /proc/PID/stat (fields 14 and 15, in clock ticks).</summary>
-    private static TimeSpan ProcessCpu(int pid)
-    {
-        var stat = File.ReadAllText(Inv($"/proc/{pid}/stat"));
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
-        return TimeSpan.FromSeconds(ticks / 100.0); // USER_HZ is 100 on Linux
-    }
-
     private static string LoadAverage() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ')[..3]) : "n/a";
 
     private static long Micro(decimal perMillion) => (long)perMillion; // USD per million tokens = micro-USD per token
 
     private static double Median(List<double> values) => values.Order().ElementAt(values.Count / 2);
-
-    private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
-
-    private static int Option(string[] args, string name, int fallback)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
-    }
-
-    private static string? StringOption(string[] args, string name)
-    {
-        var i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
-    }
 }
