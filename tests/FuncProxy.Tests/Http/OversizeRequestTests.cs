@@ -90,27 +90,9 @@ public sealed class OversizeRequestTests : IAsyncLifetime
         var body = text[(split + 4)..];
         if (head.Contains("Transfer-Encoding: chunked", StringComparison.OrdinalIgnoreCase))
         {
-            body = Dechunk(body);
+            body = RawHttp.Dechunk(body);
         }
         return new RawAnswer(status, head, body);
-    }
-
-    private static string Dechunk(string chunked)
-    {
-        var result = new StringBuilder();
-        var at = 0;
-        while (at < chunked.Length)
-        {
-            var lineEnd = chunked.IndexOf("\r\n", at, StringComparison.Ordinal);
-            var size = Convert.ToInt32(chunked[at..lineEnd].Split(';')[0], 16);
-            if (size == 0)
-            {
-                break;
-            }
-            result.Append(chunked, lineEnd + 2, size);
-            at = lineEnd + 2 + size + 2;
-        }
-        return result.ToString();
     }
 
     private string Get(string target, IEnumerable<string>? headers = null)

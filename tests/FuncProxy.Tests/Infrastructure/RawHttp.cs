@@ -46,7 +46,8 @@ public static class RawHttp
         return (status, head, content);
     }
 
-    private static string Dechunk(string chunked)
+    /// <summary>The body of a chunked HTTP/1.1 answer, its chunks joined (extensions and trailers dropped).</summary>
+    public static string Dechunk(string chunked)
     {
         var result = new StringBuilder();
         var at = 0;
