@@ -110,20 +110,10 @@ public sealed class AuditRetentionTests : IAsyncLifetime
     private static AuditLog WriterAt(GatewayHost gateway, DateTimeOffset time) =>
         new(gateway.Services.GetRequiredService<FuncProxyTables>(), new FakeTimeProvider(time));
 
-    private async Task<(int Code, string Out, string Err)> RunCliAsync(string prefix, params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        var connection = await TestStorage.GetConnectionStringAsync();
-        var code = await OperatorCli.RunAsync(args, output, error, config =>
+    private async Task<(int Code, string Out, string Err)> RunCliAsync(string prefix, params string[] args) =>
+        await CliRun.RunAsync(new Dictionary<string, string?>(Settings(_stub))
         {
-            config.Sources.Clear();
-            config.AddInMemoryCollection(new Dictionary<string, string?>(Settings(_stub))
-            {
-                ["FuncProxy:Storage:ConnectionString"] = connection,
-                ["FuncProxy:Storage:TablePrefix"] = prefix,
-            });
-        });
-        return (code, output.ToString(), error.ToString());
-    }
+            ["FuncProxy:Storage:ConnectionString"] = await TestStorage.GetConnectionStringAsync(),
+            ["FuncProxy:Storage:TablePrefix"] = prefix,
+        }, args);
 }

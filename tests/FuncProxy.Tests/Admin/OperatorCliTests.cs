@@ -21,22 +21,13 @@ public sealed class OperatorCliTests : IAsyncLifetime
 
     public async Task DisposeAsync() => await _stub.DisposeAsync();
 
-    private async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        var code = await OperatorCli.RunAsync(args, output, error, config =>
+    private Task<(int Code, string Out, string Err)> RunAsync(params string[] args) =>
+        CliRun.RunAsync(new Dictionary<string, string?>(Settings(_stub))
         {
-            config.Sources.Clear();
-            config.AddInMemoryCollection(new Dictionary<string, string?>(Settings(_stub))
-            {
-                ["FuncProxy:Storage:ConnectionString"] = _connection,
-                ["FuncProxy:Storage:TablePrefix"] = _prefix,
-                ["FuncProxy:Admin:MaxRotationGracePeriod"] = "01:00:00",
-            });
-        });
-        return (code, output.ToString(), error.ToString());
-    }
+            ["FuncProxy:Storage:ConnectionString"] = _connection,
+            ["FuncProxy:Storage:TablePrefix"] = _prefix,
+            ["FuncProxy:Admin:MaxRotationGracePeriod"] = "01:00:00",
+        }, args);
 
     private async Task<(string Id, string Key)> CreateAsync(params string[] extra)
     {

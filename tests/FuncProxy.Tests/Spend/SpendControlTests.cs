@@ -362,20 +362,10 @@ public sealed class SpendControlTests : IAsyncLifetime
         Assert.Equal(OperatorCli.Usage, bad.Code);
     }
 
-    private async Task<(int Code, string Out, string Err)> RunCliAsync(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        var connection = await TestStorage.GetConnectionStringAsync();
-        var code = await OperatorCli.RunAsync(args, output, error, config =>
+    private async Task<(int Code, string Out, string Err)> RunCliAsync(params string[] args) =>
+        await CliRun.RunAsync(new Dictionary<string, string?>(Settings(_stub))
         {
-            config.Sources.Clear();
-            config.AddInMemoryCollection(new Dictionary<string, string?>(Settings(_stub))
-            {
-                ["FuncProxy:Storage:ConnectionString"] = connection,
-                ["FuncProxy:Storage:TablePrefix"] = _prefix,
-            });
-        });
-        return (code, output.ToString(), error.ToString());
-    }
+            ["FuncProxy:Storage:ConnectionString"] = await TestStorage.GetConnectionStringAsync(),
+            ["FuncProxy:Storage:TablePrefix"] = _prefix,
+        }, args);
 }
