@@ -1,5 +1,6 @@
 using FuncProxy;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.Options;
 
 namespace FuncProxy.Server;
@@ -128,12 +129,28 @@ public static partial class GatewayServer
         return app;
     }
 
+    /// <summary>
+    /// ASP.NET Core hosting starts an <see cref="System.Diagnostics.Activity"/> and a log scope for every request whenever
+    /// its <c>Microsoft.AspNetCore.Hosting.Diagnostics</c> category is enabled at any level, and HttpClient then adds a
+    /// child Activity and a <c>traceparent</c> of its own: about 2 KB and a tenth of the gateway's CPU per call for spans
+    /// nobody reads when no exporter is configured (docs/benchmarks.md, issue 11). So that category is off by default.
+    /// A configured exporter (docs/architecture.md, "Telemetry") listens to the hosting ActivitySource and gets its spans anyway; a
+    /// client's own <c>traceparent</c> is forwarded unchanged either way. Setting the category to <c>Information</c> brings
+    /// back the per-request log lines and the Activity.
+    /// </summary>
+    internal static readonly Dictionary<string, string?> QuietDefaults = new()
+    {
+        ["Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics"] = "None",
+    };
+
     private static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure)
     {
         // Settings are read once, bound and validated at start (a change needs a restart, as README says), so no file
         // watchers on appsettings: each holds one of the user's inotify instances (128 by default on Linux), which a few
         // hosts on one machine, or one test run's many, use up; the next host then fails to start.
         var builder = WebApplication.CreateBuilder([.. args, "--hostBuilder:reloadConfigOnChange=false"]);
+        // Defaults below every other source (appsettings, environment, command line can each set them back).
+        ((IConfigurationBuilder)builder.Configuration).Sources.Insert(0, new MemoryConfigurationSource { InitialData = QuietDefaults });
         UserSecrets.Add(builder.Configuration, builder.Environment);
         if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]) && string.IsNullOrEmpty(builder.Configuration["https_ports"]))
         {
