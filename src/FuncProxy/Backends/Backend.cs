@@ -107,7 +107,8 @@ public sealed class Backend
         model is not null && Deployments.TryGetValue(model, out var deployment) && deployment != model ? deployment : null;
 
     /// <summary>True for a path of Azure OpenAI's deployments shape, whose deployment is in the path rather than the body.</summary>
-    internal bool NamesDeploymentInPath(UpstreamPath path) => DeploymentSegment(path.Segments) >= 0;
+    internal bool NamesDeploymentInPath(UpstreamPath path) =>
+        path.Path.Contains("deployments", StringComparison.OrdinalIgnoreCase) && DeploymentSegment(path.Segments) >= 0;
 
     // The index of {deployment} in ".../openai/deployments/{deployment}/...", where "openai" may end the base URL instead.
     private int DeploymentSegment(IReadOnlyList<string> segments)

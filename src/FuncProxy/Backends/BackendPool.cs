@@ -27,8 +27,10 @@ public sealed class BackendPool
     internal bool HasAnother(IReadOnlyCollection<Backend> tried)
     {
         var now = _now();
-        foreach (var b in Backends)
+        // Index loops: a foreach over the IReadOnlyList would box its enumerator on every call.
+        for (var i = 0; i < Backends.Count; i++)
         {
+            var b = Backends[i];
             if (!tried.Contains(b) && b.Breaker.OpenUntil(now) is null)
             {
                 return true;
@@ -73,8 +75,9 @@ public sealed class BackendPool
         Backend? only = null;
         List<Backend>? group = null;
         int? priority = null;
-        foreach (var backend in Backends)
+        for (var i = 0; i < Backends.Count; i++)
         {
+            var backend = Backends[i];
             if (priority is { } p && backend.Priority != p)
             {
                 break; // sorted by priority: the best one with an available backend decides

@@ -209,14 +209,14 @@ internal sealed class CallBody
         string model;
         try
         {
-            model = reader.GetString()!;
+            model = ModelNames.Read(ref reader)!;
         }
         catch (InvalidOperationException)
         {
             ModelInvalid = true;
             return;
         }
-        if (model.Length is 0 or > MaxModelLength || model.Any(char.IsControl))
+        if (model.Length is 0 or > MaxModelLength || HasControl(model))
         {
             ModelInvalid = true;
             return;
@@ -224,6 +224,18 @@ internal sealed class CallBody
         Model = model;
         ModelInvalid = false;
         _modelToken = (start, (int)reader.BytesConsumed);
+    }
+
+    private static bool HasControl(string text)
+    {
+        foreach (var c in text)
+        {
+            if (char.IsControl(c))
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <returns>False when the reader ran out of read-ahead.</returns>

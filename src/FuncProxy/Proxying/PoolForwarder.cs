@@ -247,7 +247,7 @@ public sealed partial class PoolForwarder
         || route.Pool.Backends.Any(b => b.Auth != BackendAuth.None || b.Deployments.Count > 0);
 
     /// <summary>Reads the body into memory up to <paramref name="max"/> bytes. Past it: the bytes read go first, the rest streams, and the call is not replayable.</summary>
-    private static async Task<(byte[] Bytes, bool Replayable)> CaptureAsync(HttpRequest request, long max, CancellationToken cancellationToken)
+    private static async ValueTask<(byte[] Bytes, bool Replayable)> CaptureAsync(HttpRequest request, long max, CancellationToken cancellationToken)
     {
         if (request.ContentLength > max)
         {
@@ -309,7 +309,7 @@ public sealed partial class PoolForwarder
 
     private readonly record struct Credential(string? Value, long SecretGeneration, string? Refusal);
 
-    private async Task<Credential> GetCredentialAsync(HttpContext context, Backend backend)
+    private async ValueTask<Credential> GetCredentialAsync(HttpContext context, Backend backend)
     {
         try
         {

@@ -1,5 +1,6 @@
 using System.Collections.Frozen;
 using System.Net;
+using System.Net.Http.Headers;
 using Microsoft.AspNetCore.Http;
 using Yarp.ReverseProxy.Forwarder;
 
@@ -129,21 +130,26 @@ internal sealed class UpstreamCall : HttpTransformer
             }
         }
         // The upstream's CORS grants (some providers answer 'Access-Control-Allow-Origin: *') are not the gateway's:
-        // CrossOrigin puts the upstream's configured policy on instead, or nothing.
-        List<string>? stripped = null;
-        foreach (var header in headers)
+        // CrossOrigin puts the upstream's configured policy on instead, or nothing. Only what the upstream sent can be
+        // among them, so its headers are walked (struct enumerators), not the response's dictionary (a boxed one).
+        if (proxyResponse is not null)
         {
-            if (StrippedResponseHeaders.Contains(header.Key) || header.Key.StartsWith("Access-Control-", StringComparison.OrdinalIgnoreCase))
-            {
-                (stripped ??= []).Add(header.Key);
-            }
-        }
-        foreach (var name in stripped ?? [])
-        {
-            headers.Remove(name);
+            RemoveStripped(headers, proxyResponse.Headers.NonValidated);
+            RemoveStripped(headers, proxyResponse.Content.Headers.NonValidated);
         }
         headers.XContentTypeOptions = "nosniff";
         return forward;
+    }
+
+    private static void RemoveStripped(IHeaderDictionary headers, HttpHeadersNonValidated upstream)
+    {
+        foreach (var header in upstream)
+        {
+            if (StrippedResponseHeaders.Contains(header.Key) || header.Key.StartsWith("Access-Control-", StringComparison.OrdinalIgnoreCase))
+            {
+                headers.Remove(header.Key);
+            }
+        }
     }
 
     // Azure OpenAI sends retry-after-ms (and x-ms-retry-after-ms) next to Retry-After; the finer one wins.

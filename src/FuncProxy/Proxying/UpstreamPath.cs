@@ -9,9 +9,10 @@ namespace FuncProxy.Proxying;
 /// </summary>
 public sealed class UpstreamPath
 {
-    private UpstreamPath(string[] segments, string query, string path)
+    private string[]? _segments;
+
+    private UpstreamPath(string query, string path)
     {
-        Segments = segments;
         Query = query;
         Path = path;
     }
@@ -20,7 +21,7 @@ public sealed class UpstreamPath
     internal string Path { get; }
 
     /// <summary>The decoded path segments (empty for the base URL itself; a trailing slash is a last empty segment).</summary>
-    public IReadOnlyList<string> Segments { get; }
+    public IReadOnlyList<string> Segments => _segments ??= Path.Length == 0 ? [] : Path.Split('/');
 
     /// <summary>The raw query with its leading <c>?</c>, or empty.</summary>
     public string Query { get; }
@@ -31,12 +32,24 @@ public sealed class UpstreamPath
     public static bool TryParse(string? path, string? query, out UpstreamPath parsed)
     {
         parsed = null!;
-        var segments = string.IsNullOrEmpty(path) ? [] : path.Split('/');
-        for (var i = 0; i < segments.Length; i++)
+        // Checked segment by segment in place; the segments themselves are split only when a target URL is built (once per
+        // path and backend: Backend.TryBuildTarget caches it) or a deployment is looked for.
+        var rest = path.AsSpan();
+        while (!rest.IsEmpty)
         {
-            if (!IsSafeSegment(segments[i], isLast: i == segments.Length - 1))
+            var slash = rest.IndexOf('/');
+            if (!IsSafeSegment(slash < 0 ? rest : rest[..slash], isLast: slash < 0))
             {
                 return false;
+            }
+            if (slash < 0)
+            {
+                break;
+            }
+            rest = rest[(slash + 1)..];
+            if (rest.IsEmpty)
+            {
+                break; // a trailing slash: a last empty segment
             }
         }
         query ??= "";
@@ -44,7 +57,7 @@ public sealed class UpstreamPath
         {
             return false;
         }
-        parsed = new UpstreamPath(segments, query, path ?? "");
+        parsed = new UpstreamPath(query, path ?? "");
         return true;
     }
 
@@ -80,7 +93,7 @@ public sealed class UpstreamPath
 
     private static readonly System.Buffers.SearchValues<char> DotLike = System.Buffers.SearchValues.Create(". \uFF0E\u2024\uFE52");
 
-    private static bool IsSafeSegment(string segment, bool isLast)
+    private static bool IsSafeSegment(ReadOnlySpan<char> segment, bool isLast)
     {
         if (segment.Length == 0)
         {
@@ -89,7 +102,7 @@ public sealed class UpstreamPath
         // A segment that some upstream could read as "." or "..": Tomcat and Spring drop path parameters (";jsessionid=x",
         // so "..;" is ".."), Windows drops trailing dots and spaces ("... " is ".."), and Unicode-normalising servers read
         // fullwidth or leader dots as ".". So: nothing before the first ';' may be only dots and spaces, nor empty.
-        var beforeParameters = segment.AsSpan(0, segment.IndexOf(';', StringComparison.Ordinal) is var semicolon and >= 0 ? semicolon : segment.Length);
+        var beforeParameters = segment[..(segment.IndexOf(';') is var semicolon and >= 0 ? semicolon : segment.Length)];
         if (beforeParameters.IsEmpty || !beforeParameters.ContainsAnyExcept(DotLike))
         {
             return false;

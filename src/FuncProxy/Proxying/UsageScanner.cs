@@ -131,6 +131,26 @@ internal sealed class JsonUsageScanner : UsageScanner
         }
     }
 
+    // The usage members this scanner reads, as the same strings every time: a member name is matched in place, not
+    // allocated (a usage object has five to ten of them, on every call).
+    private static readonly string[] UsageFields =
+    [
+        "prompt_tokens", "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "completion_tokens",
+        "output_tokens", "prompt_tokens_details", "input_tokens_details",
+    ];
+
+    private static string? UsageField(ref Utf8JsonReader reader)
+    {
+        foreach (var field in UsageFields)
+        {
+            if (reader.ValueTextEquals(field))
+            {
+                return field;
+            }
+        }
+        return null;
+    }
+
     private void Handle(ref Utf8JsonReader reader)
     {
         switch (reader.TokenType)
@@ -143,7 +163,7 @@ internal sealed class JsonUsageScanner : UsageScanner
                 _modelNext = false;
                 try
                 {
-                    var model = reader.GetString();
+                    var model = ModelNames.Read(ref reader);
                     ResponseModel = model is { Length: > 0 and <= 256 } ? model : null;
                 }
                 catch (InvalidOperationException)
@@ -155,7 +175,7 @@ internal sealed class JsonUsageScanner : UsageScanner
                 _usageNext = false;
                 break;
             case JsonTokenType.PropertyName when reader.CurrentDepth == 2 && _inUsage:
-                _field = reader.GetString();
+                _field = UsageField(ref reader);
                 _detailsNext = _field is "prompt_tokens_details" or "input_tokens_details";
                 break;
             case JsonTokenType.StartObject when reader.CurrentDepth == 2 && _inUsage && _detailsNext:
@@ -322,4 +342,32 @@ internal sealed class SseUsageScanner : UsageScanner
 
     private static long? Number(JsonElement obj, string name) =>
         obj.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var n) ? n : null;
+}
+
+/// <summary>
+/// The model names answers carry, kept as strings: a name seen lately is matched in place and its string reused, so a
+/// response's <c>model</c> costs no allocation in the common case of a few models. Reads and writes race harmlessly
+/// (strings are immutable; a lost write only means one more allocation).
+/// </summary>
+internal static class ModelNames
+{
+    private static readonly string?[] Recent = new string?[8];
+    private static int _next;
+
+    public static string? Read(ref Utf8JsonReader reader)
+    {
+        foreach (var name in Recent)
+        {
+            if (name is not null && reader.ValueTextEquals(name))
+            {
+                return name;
+            }
+        }
+        var read = reader.GetString();
+        if (read is { Length: > 0 and <= 256 })
+        {
+            Recent[(Interlocked.Increment(ref _next) & int.MaxValue) % Recent.Length] = read;
+        }
+        return read;
+    }
 }

@@ -70,35 +70,38 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
     protected override RateLimitLease AttemptAcquireCore(LimitRequest resource, int permitCount)
     {
         ArgumentNullException.ThrowIfNull(resource);
-        var decisions = new List<PolicyDecision>();
-        foreach (var policy in _policies.For(resource.Key, resource.ModelPattern))
+        var policies = _policies.For(resource.Key, resource.ModelPattern);
+        var decisions = new PolicyDecision[policies.Count];
+        for (var i = 0; i < decisions.Length; i++)
         {
-            var limiter = LimiterFor(resource.Key.Id, policy);
-            using var lease = (PolicyLimiter.PolicyLease)limiter.AttemptAcquire(checked((int)Amount(policy, resource, permitCount)));
-            decisions.Add(lease.Decision);
+            var limiter = LimiterFor(resource.Key.Id, policies[i]);
+            using var lease = (PolicyLimiter.PolicyLease)limiter.AttemptAcquire(checked((int)Amount(policies[i], resource, permitCount)));
+            decisions[i] = lease.Decision;
             if (!lease.IsAcquired)
             {
-                return Refuse(resource.Key.Id, decisions);
+                return Refuse(resource.Key.Id, decisions, i + 1);
             }
         }
-        return new KeyLease(this, resource.Key.Id, decisions);
+        return new KeyLease(this, resource.Key.Id, decisions, decisions.Length);
     }
 
     protected override async ValueTask<RateLimitLease> AcquireAsyncCore(LimitRequest resource, int permitCount, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(resource);
         var policies = _policies.For(resource.Key, resource.ModelPattern);
-        var decisions = new List<PolicyDecision>(policies.Count);
-        foreach (var policy in policies)
+        // An array and an index, not a List and an enumerator: this runs on every limited call.
+        var decisions = new PolicyDecision[policies.Count];
+        for (var i = 0; i < decisions.Length; i++)
         {
+            var policy = policies[i];
             var decision = await LimiterFor(resource.Key.Id, policy).AcquireAsync(Amount(policy, resource, permitCount), cancellationToken).ConfigureAwait(false);
-            decisions.Add(decision);
+            decisions[i] = decision;
             if (!decision.IsGranted)
             {
-                return Refuse(resource.Key.Id, decisions);
+                return Refuse(resource.Key.Id, decisions, i + 1);
             }
         }
-        return new KeyLease(this, resource.Key.Id, decisions);
+        return new KeyLease(this, resource.Key.Id, decisions, decisions.Length);
     }
 
     private static long Amount(LimitPolicy policy, LimitRequest resource, int permitCount) => policy.Unit switch
@@ -109,15 +112,15 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
         _ => resource.CostMicroUsd,
     };
 
-    private KeyLease Refuse(string keyId, List<PolicyDecision> decisions)
+    private KeyLease Refuse(string keyId, PolicyDecision[] decisions, int count)
     {
         // The last decision refused; give back what the ones before it granted.
-        for (var i = 0; i < decisions.Count - 1; i++)
+        for (var i = 0; i < count - 1; i++)
         {
             var d = decisions[i];
             LimiterFor(keyId, d.Policy).Return(d.Amount, d.WindowStart);
         }
-        return new KeyLease(this, keyId, decisions);
+        return new KeyLease(this, keyId, decisions, count);
     }
 
     internal PolicyLimiter LimiterFor(string keyId, LimitPolicy policy)
@@ -155,23 +158,29 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
     {
         private readonly KeyRateLimiter _owner;
         private readonly string _keyId;
-        private readonly List<PolicyDecision> _decisions;
+        private readonly PolicyDecision[] _decisions;
+        private readonly int _count;
         private int _settled;
 
-        internal KeyLease(KeyRateLimiter owner, string keyId, List<PolicyDecision> decisions)
+        // decisions: the policies' answers in order; only the first count were asked (a refusal stops the rest).
+        internal KeyLease(KeyRateLimiter owner, string keyId, PolicyDecision[] decisions, int count)
         {
             _owner = owner;
             _keyId = keyId;
             _decisions = decisions;
-            IsAcquired = decisions.TrueForAll(d => d.IsGranted);
+            _count = count;
+            IsAcquired = count == decisions.Length && Array.TrueForAll(decisions, static d => d.IsGranted);
         }
 
         public override bool IsAcquired { get; }
 
-        internal IReadOnlyList<PolicyDecision> Decisions => _decisions;
+        internal IReadOnlyList<PolicyDecision> Decisions => new ArraySegment<PolicyDecision>(_decisions, 0, _count);
+
+        /// <summary>The same as <see cref="Decisions"/>, without boxing: for the request path.</summary>
+        internal ReadOnlySpan<PolicyDecision> DecisionSpan => _decisions.AsSpan(0, _count);
 
         /// <summary>The policy that refused, when one did.</summary>
-        internal PolicyDecision? Refusal => IsAcquired ? null : _decisions[^1];
+        internal PolicyDecision? Refusal => IsAcquired ? null : _decisions[_count - 1];
 
         /// <summary>True when the refusal is storage being down under <see cref="StorageFailureMode.Closed"/>, not a limit.</summary>
         public bool StorageUnavailable => Refusal?.Verdict == Verdict.Unavailable;
@@ -181,7 +190,7 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
         public string? RefusingPolicy => Refusal?.Policy.Name;
 
         /// <summary>Tokens taken from each token policy (the reservation).</summary>
-        public long ReservedTokens => _decisions.Where(d => d.Policy.Unit == PolicyUnit.Tokens && d.IsGranted).Select(d => d.Amount).DefaultIfEmpty().Max();
+        public long ReservedTokens => Reserved(PolicyUnit.Tokens);
 
         public override IEnumerable<string> MetadataNames => IsAcquired ? [] : [MetadataName.RetryAfter.Name, MetadataName.ReasonPhrase.Name];
 
@@ -204,7 +213,21 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
         }
 
         /// <summary>The money reserved by each budget policy, in micro-dollars.</summary>
-        public long ReservedMicroUsd => _decisions.Where(d => d.Policy.Unit == PolicyUnit.MicroUsd && d.IsGranted).Select(d => d.Amount).DefaultIfEmpty().Max();
+        public long ReservedMicroUsd => Reserved(PolicyUnit.MicroUsd);
+
+        // The largest amount any granted policy of this unit took (0: none), without LINQ's iterators: read on every call.
+        private long Reserved(PolicyUnit unit)
+        {
+            long max = 0;
+            foreach (var d in DecisionSpan)
+            {
+                if (d.Policy.Unit == unit && d.IsGranted && d.Amount > max)
+                {
+                    max = d.Amount;
+                }
+            }
+            return max;
+        }
 
         /// <summary>Settles the token reservation only (budgets keep their reservation). See <see cref="Settle"/>.</summary>
         public void SettleTokens(long usedTokens) => Settle(usedTokens, null);
@@ -220,7 +243,7 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
             {
                 return;
             }
-            foreach (var d in _decisions)
+            foreach (var d in DecisionSpan)
             {
                 long used;
                 if (d.Policy.Unit == PolicyUnit.Tokens)

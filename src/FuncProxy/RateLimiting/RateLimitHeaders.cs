@@ -15,8 +15,31 @@ internal static class RateLimitHeaders
     public const string Policy = "RateLimit-Policy";
     public const string Limit = "RateLimit";
 
-    // Both headers are set on every limited call: each is built in a stack buffer, so the header string is its only allocation.
+    // A key's policies are one array per key record (KeyPolicies), so their header is formatted once per record; only a
+    // calendar month's w changes with the date, and those lists are formatted every time.
+    private static readonly ConditionalWeakTable<IReadOnlyList<LimitPolicy>, string> PolicyHeaders = new();
+
+    // Both headers are set on every limited call: RateLimit-Policy comes from the cache above, RateLimit is built in a
+    // stack buffer, so its string is its only allocation.
     public static string FormatPolicies(IReadOnlyList<LimitPolicy> policies, DateTimeOffset now)
+    {
+        if (PolicyHeaders.TryGetValue(policies, out var cached))
+        {
+            return cached;
+        }
+        var header = Format(policies, now);
+        for (var i = 0; i < policies.Count; i++)
+        {
+            if (policies[i].Window.IsCalendarMonth)
+            {
+                return header;
+            }
+        }
+        PolicyHeaders.TryAdd(policies, header);
+        return header;
+    }
+
+    private static string Format(IReadOnlyList<LimitPolicy> policies, DateTimeOffset now)
     {
         var s = new DefaultInterpolatedStringHandler(0, 0, CultureInfo.InvariantCulture, stackalloc char[256]);
         for (var i = 0; i < policies.Count; i++)
@@ -44,10 +67,10 @@ internal static class RateLimitHeaders
         return s.ToStringAndClear();
     }
 
-    public static string FormatState(IReadOnlyList<PolicyDecision> decisions, DateTimeOffset now)
+    public static string FormatState(ReadOnlySpan<PolicyDecision> decisions, DateTimeOffset now)
     {
         var s = new DefaultInterpolatedStringHandler(0, 0, CultureInfo.InvariantCulture, stackalloc char[256]);
-        for (var i = 0; i < decisions.Count; i++)
+        for (var i = 0; i < decisions.Length; i++)
         {
             var d = decisions[i];
             if (i > 0)

@@ -103,7 +103,7 @@ public sealed partial class RequestLimiter
 
         var now = _limiter.Clock.UtcNow;
         var policyHeader = RateLimitHeaders.FormatPolicies(policies, now);
-        var stateHeader = RateLimitHeaders.FormatState(lease.Decisions, now);
+        var stateHeader = RateLimitHeaders.FormatState(lease.DecisionSpan, now);
         if (lease.IsAcquired)
         {
             context.Response.Headers[RateLimitHeaders.Policy] = policyHeader;

@@ -66,14 +66,26 @@ public sealed class FuncProxyMetrics
         Meter.CreateObservableCounter("funcproxy.limiter.storage_waits", () => statistics.StorageWaits, "{decision}", "Limiter decisions that waited for a claim from storage.");
     }
 
-    public void Request(string upstream, string outcome, int status) =>
-        _requests.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.outcome", outcome }, { "http.response.status_code", status } });
+    // The per-call instruments check Enabled first: with no listener (no exporter configured) a call builds no tags and
+    // boxes no status code.
+    public void Request(string upstream, string outcome, int status)
+    {
+        if (_requests.Enabled)
+        {
+            _requests.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.outcome", outcome }, { "http.response.status_code", status } });
+        }
+    }
 
     public void Refusal(string upstream, string reason) =>
         _refusals.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.reason", reason } });
 
-    public void UpstreamDuration(string upstream, int? status, TimeSpan elapsed) =>
-        _upstreamDuration.Record(elapsed.TotalSeconds, new TagList { { "funcproxy.upstream", upstream }, { "http.response.status_code", status ?? 0 } });
+    public void UpstreamDuration(string upstream, int? status, TimeSpan elapsed)
+    {
+        if (_upstreamDuration.Enabled)
+        {
+            _upstreamDuration.Record(elapsed.TotalSeconds, new TagList { { "funcproxy.upstream", upstream }, { "http.response.status_code", status ?? 0 } });
+        }
+    }
 
     /// <summary>A call to a model without a price (<paramref name="model"/> null: the call named none the gateway could read).</summary>
     public void Unpriced(string upstream, string? model) =>
@@ -87,6 +99,10 @@ public sealed class FuncProxyMetrics
     internal void GenAiCompleted(GenAiCall call, string keyId, string upstream, Proxying.TokenUsage usage, string? responseModel,
         int status, TimeSpan duration, TimeSpan? timeToFirstChunk, long costMicroUsd)
     {
+        if (call.Activity is null && !_operationDuration.Enabled && !_timeToFirstChunk.Enabled && !_tokenUsage.Enabled && !_cost.Enabled)
+        {
+            return;
+        }
         var tags = new TagList
         {
             { "gen_ai.operation.name", call.Operation },
@@ -131,8 +147,13 @@ public sealed class FuncProxyMetrics
         }
     }
 
-    public void BackendRequest(string upstream, string backend, string outcome, int? status) =>
-        _backendRequests.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.backend", backend }, { "funcproxy.outcome", outcome }, { "http.response.status_code", status ?? 0 } });
+    public void BackendRequest(string upstream, string backend, string outcome, int? status)
+    {
+        if (_backendRequests.Enabled)
+        {
+            _backendRequests.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.backend", backend }, { "funcproxy.outcome", outcome }, { "http.response.status_code", status ?? 0 } });
+        }
+    }
 
     public void Failover(string upstream, string backend, string reason) =>
         _failovers.Add(1, new TagList { { "funcproxy.upstream", upstream }, { "funcproxy.backend", backend }, { "funcproxy.reason", reason } });
