@@ -101,9 +101,11 @@ public sealed class BackendPool
         {
             return only;
         }
-        var withRoom = group.Where(b => !b.HasNoRoom(now)).ToList();
-        return ByWeight(withRoom.Count > 0 ? withRoom : group);
+        return ByWeight(WithRoom(group, now) is { Count: > 0 } withRoom ? withRoom : group);
     }
+
+    // Apart from Pick: a lambda there capturing 'now' would allocate its closure on every call, one backend or many.
+    private static List<Backend> WithRoom(List<Backend> group, DateTimeOffset now) => group.Where(b => !b.HasNoRoom(now)).ToList();
 
     private static Backend ByWeight(List<Backend> backends)
     {

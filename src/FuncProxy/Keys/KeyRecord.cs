@@ -126,8 +126,19 @@ public sealed record KeyRecord
     /// <summary>Storage concurrency token; null for a record not yet stored.</summary>
     public string? ETag { get; init; }
 
-    public bool AllowsUpstream(string upstream) =>
-        AllowedUpstreams.Any(u => u == AnyUpstream || string.Equals(u, upstream, StringComparison.OrdinalIgnoreCase));
+    public bool AllowsUpstream(string upstream)
+    {
+        // Index loops, not lambdas capturing the argument nor boxed enumerators: these run on every call.
+        for (var i = 0; i < AllowedUpstreams.Count; i++)
+        {
+            var u = AllowedUpstreams[i];
+            if (u == AnyUpstream || string.Equals(u, upstream, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
     /// <summary>The model sent upstream for what the client asked: its alias target, or the name itself.</summary>
     public string ResolveModel(string model)
@@ -143,7 +154,21 @@ public sealed record KeyRecord
     }
 
     /// <summary>True when the allow-list is empty or a pattern on it matches <paramref name="model"/> (the model sent, after aliases).</summary>
-    public bool AllowsModel(string model) => AllowedModels.Count == 0 || AllowedModels.Any(p => ModelPattern.Matches(p, model));
+    public bool AllowsModel(string model)
+    {
+        if (AllowedModels.Count == 0)
+        {
+            return true;
+        }
+        for (var i = 0; i < AllowedModels.Count; i++)
+        {
+            if (ModelPattern.Matches(AllowedModels[i], model))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
     /// <summary>True when a request at <paramref name="now"/> may use this key at all (status and expiry).</summary>
     public bool IsUsableAt(DateTimeOffset now) => Status == KeyStatus.Active && (ExpiresAt is null || now < ExpiresAt);

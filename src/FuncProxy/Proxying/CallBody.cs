@@ -121,12 +121,16 @@ internal sealed class CallBody
                 return;
             }
             _objectStart = (int)reader.BytesConsumed;
-            var seen = new HashSet<string>(StringComparer.Ordinal);
+            var seen = 0; // one bit per ReadMembers entry
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
-                if (ReadMemberName(ref reader) is { } read && !seen.Add(read))
+                if (ReadMemberIndex(ref reader) is var index and >= 0)
                 {
-                    DuplicateMember ??= read;
+                    if ((seen & (1 << index)) != 0)
+                    {
+                        DuplicateMember ??= ReadMembers[index];
+                    }
+                    seen |= 1 << index;
                 }
                 if (reader.ValueTextEquals("model"u8))
                 {
@@ -185,17 +189,17 @@ internal sealed class CallBody
 
     private static readonly string[] ReadMembers = ["model", "stream_options", "max_tokens", "max_completion_tokens", "max_output_tokens", "n", "stream"];
 
-    /// <summary>The member's name when it is one the read-ahead reads (escapes decoded, as a parser would), else null.</summary>
-    private static string? ReadMemberName(ref Utf8JsonReader reader)
+    /// <summary>The index in <see cref="ReadMembers"/> of the member when the read-ahead reads it (escapes decoded, as a parser would), else -1.</summary>
+    private static int ReadMemberIndex(ref Utf8JsonReader reader)
     {
-        foreach (var name in ReadMembers)
+        for (var i = 0; i < ReadMembers.Length; i++)
         {
-            if (reader.ValueTextEquals(name))
+            if (reader.ValueTextEquals(ReadMembers[i]))
             {
-                return name;
+                return i;
             }
         }
-        return null;
+        return -1;
     }
 
     private void ReadModel(ref Utf8JsonReader reader)

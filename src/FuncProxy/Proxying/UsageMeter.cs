@@ -48,6 +48,7 @@ public interface IUsageReader
 public sealed partial class UsageMeter : BackgroundService, IUsageReader
 {
     private const int MaxPending = 100_000;
+    private static readonly TimeSpan AddUpInterval = TimeSpan.FromMilliseconds(100);
     private const string HourFormat = "yyyyMMddHH";
 
     private readonly FuncProxyTables _tables;
@@ -60,6 +61,8 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
     private readonly SemaphoreSlim _flushing = new(1, 1);
     private readonly string _instance = Guid.NewGuid().ToString("N")[..12];
     private long _dropped;
+    private DateTimeOffset _lastHour;
+    private string _lastHourText = "";
 
     public UsageMeter(FuncProxyTables tables, IOptionsMonitor<FuncProxyOptions> options, TimeProvider time, ILogger<UsageMeter> logger)
     {
@@ -111,22 +114,7 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
         await _flushing.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            while (_channel.Reader.TryRead(out var r))
-            {
-                var hour = new DateTimeOffset(r.At.Year, r.At.Month, r.At.Day, r.At.Hour, 0, 0, TimeSpan.Zero);
-                var id = (r.KeyId, hour.ToString(HourFormat, CultureInfo.InvariantCulture), r.Upstream, r.Model ?? "", r.Backend);
-                if (!_rows.TryGetValue(id, out var row))
-                {
-                    _rows[id] = row = new Row(hour);
-                }
-                row.Requests++;
-                row.InputTokens += r.Usage.InputTokens ?? 0;
-                row.OutputTokens += r.Usage.OutputTokens ?? 0;
-                row.CachedInputTokens += r.Usage.CachedInputTokens ?? 0;
-                row.CostMicroUsd += r.CostMicroUsd;
-                row.WithoutUsage += r.Usage.IsKnown ? 0 : 1;
-                row.Dirty = true;
-            }
+            DrainLocked();
             if (!_rows.Values.Any(r => r.Dirty))
             {
                 // Nothing to write: storage is not touched (a host stopped before its first call needs no storage).
@@ -222,14 +210,69 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
         return [.. sums.Values];
     }
 
+    /// <summary>Adds up what the channel holds into the rows to write (under <see cref="_flushing"/>).</summary>
+    private void DrainLocked()
+    {
+        while (_channel.Reader.TryRead(out var r))
+        {
+            var hour = new DateTimeOffset(r.At.Year, r.At.Month, r.At.Day, r.At.Hour, 0, 0, TimeSpan.Zero);
+            if (hour != _lastHour)
+            {
+                (_lastHour, _lastHourText) = (hour, hour.ToString(HourFormat, CultureInfo.InvariantCulture));
+            }
+            var id = (r.KeyId, _lastHourText, r.Upstream, r.Model ?? "", r.Backend);
+            if (!_rows.TryGetValue(id, out var row))
+            {
+                _rows[id] = row = new Row(hour);
+            }
+            row.Requests++;
+            row.InputTokens += r.Usage.InputTokens ?? 0;
+            row.OutputTokens += r.Usage.OutputTokens ?? 0;
+            row.CachedInputTokens += r.Usage.CachedInputTokens ?? 0;
+            row.CostMicroUsd += r.CostMicroUsd;
+            row.WithoutUsage += r.Usage.IsKnown ? 0 : 1;
+            row.Dirty = true;
+        }
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        var adding = AddUpAsync(stoppingToken);
         using var timer = new PeriodicTimer(_options.CurrentValue.Limits.UsageFlushInterval, _time);
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
             {
                 await TryFlushAsync(stoppingToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        await adding.ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Adds up the channel into the rows a few times a second, between flushes: the channel then holds a fraction of a
+    /// second of calls, not a whole flush interval's (which, past <see cref="MaxPending"/> calls per interval, would drop
+    /// usage, and grows the channel's buffer to megabytes). In batches, so a busy gateway does not wake this loop per call.
+    /// </summary>
+    private async Task AddUpAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            while (await _channel.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
+            {
+                await _flushing.WaitAsync(stoppingToken).ConfigureAwait(false);
+                try
+                {
+                    DrainLocked();
+                }
+                finally
+                {
+                    _flushing.Release();
+                }
+                await Task.Delay(AddUpInterval, _time, stoppingToken).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

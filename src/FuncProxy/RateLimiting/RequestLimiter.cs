@@ -89,7 +89,7 @@ public sealed partial class RequestLimiter
         KeyRateLimiter.KeyLease lease;
         try
         {
-            if (policies.FirstOrDefault(p => p.Unit == PolicyUnit.Tokens && tokens > p.Limit) is { } never)
+            if (NeverAdmits(policies, tokens) is { } never)
             {
                 await RefuseNeverAdmissibleAsync(context, key, route, policies, never, tokens).ConfigureAwait(false);
                 return null;
@@ -173,6 +173,20 @@ public sealed partial class RequestLimiter
             $"This call reserves {tokens} tokens, more than this API key's '{policy.Name}' {window} allows in a whole window ({policy.Limit}); it can never be admitted. Ask for fewer tokens (max_tokens).",
             new Dictionary<string, object?> { ["policy"] = policy.Name, ["limitTokens"] = policy.Limit, ["requestedTokens"] = tokens },
             [new(RateLimitHeaders.Policy, RateLimitHeaders.FormatPolicies(policies, _limiter.Clock.UtcNow))]).ConfigureAwait(false);
+    }
+
+    // A token policy whose whole window is smaller than the call's reservation. A loop: a lambda capturing 'tokens' would
+    // allocate its closure on every call of AdmitAsync.
+    private static LimitPolicy? NeverAdmits(IReadOnlyList<LimitPolicy> policies, long tokens)
+    {
+        for (var i = 0; i < policies.Count; i++)
+        {
+            if (policies[i].Unit == PolicyUnit.Tokens && tokens > policies[i].Limit)
+            {
+                return policies[i];
+            }
+        }
+        return null;
     }
 
     private const string RefusalItem = "funcproxy.limit_refusal";

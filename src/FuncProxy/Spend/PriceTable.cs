@@ -65,13 +65,19 @@ public sealed class PriceTable
         {
             return known;
         }
-        var pattern = ModelPattern.BestMatch(prices.Select(p => p.Pattern), model);
-        var price = pattern is null ? null : prices.First(p => p.Pattern == pattern);
+        var price = BestPrice(prices, model);
         if (_found.Count < MaxCached)
         {
             _found[(upstream, model)] = price;
         }
         return price;
+    }
+
+    // The first look for (upstream, model); apart from Find, whose cache hits would otherwise allocate this lambda's closure.
+    private static ModelPrice? BestPrice(ModelPrice[] prices, string model)
+    {
+        var pattern = ModelPattern.BestMatch(prices.Select(p => p.Pattern), model);
+        return pattern is null ? null : prices.First(p => p.Pattern == pattern);
     }
 
     internal static void Validate(string at, List<ModelPriceOptions> prices, List<string> errors)
