@@ -24,6 +24,8 @@ public sealed record LimitRequest(KeyRecord Key, long Tokens, string? ModelPatte
 public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
 {
     private const int PruneAbove = 10_000;
+    // A call takes a stale policy's permit again at most this often before it gives up (see RetakeStaleAsync).
+    private const int MaxRetakePasses = 4;
 
     private readonly KeyPolicies _policies;
     private readonly LimiterContext _context;
@@ -91,17 +93,78 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
         var policies = _policies.For(resource.Key, resource.ModelPattern);
         // An array and an index, not a List and an enumerator: this runs on every limited call.
         var decisions = new PolicyDecision[policies.Count];
+        var waited = false;
         for (var i = 0; i < decisions.Length; i++)
         {
             var policy = policies[i];
-            var decision = await LimiterFor(resource.Key.Id, policy).AcquireAsync(Amount(policy, resource, permitCount), cancellationToken).ConfigureAwait(false);
+            var acquire = LimiterFor(resource.Key.Id, policy).AcquireAsync(Amount(policy, resource, permitCount), cancellationToken);
+            waited |= !acquire.IsCompleted;
+            var decision = await acquire.ConfigureAwait(false);
             decisions[i] = decision;
             if (!decision.IsGranted)
             {
                 return Refuse(resource.Key.Id, decisions, i + 1);
             }
         }
-        return new KeyLease(this, resource.Key.Id, decisions, decisions.Length);
+        // Decisions all made from memory were made within microseconds of each other, each outside its window's guard band.
+        return waited && decisions.Length > 1
+            ? await RetakeStaleAsync(resource, permitCount, decisions, cancellationToken).ConfigureAwait(false)
+            : new KeyLease(this, resource.Key.Id, decisions, decisions.Length);
+    }
+
+    /// <summary>
+    /// A policy that waited (for a claim, or for its next window) may have outlasted the window an earlier policy of the
+    /// same call granted in: a permit of a window that storage's time may have left must not admit the call. Such permits
+    /// are given back and taken again in their policy's current window (the others' grants stand), until all hold at once.
+    /// </summary>
+    private async ValueTask<KeyLease> RetakeStaleAsync(LimitRequest resource, int permitCount, PolicyDecision[] decisions, CancellationToken cancellationToken)
+    {
+        for (var pass = 1; ; pass++)
+        {
+            var retook = false;
+            for (var i = 0; i < decisions.Length; i++)
+            {
+                var stale = decisions[i];
+                var limiter = LimiterFor(resource.Key.Id, stale.Policy);
+                if (limiter.StillInWindow(stale))
+                {
+                    continue;
+                }
+                limiter.Return(stale.Amount, stale.WindowStart);
+                if (pass > MaxRetakePasses)
+                {
+                    // Windows keep closing under this call (a pathologically slow storage): refuse rather than admit late.
+                    decisions[i] = stale with { Verdict = Verdict.Refused, RetryAfter = TimeSpan.FromMilliseconds(100) };
+                    return RefuseAt(resource.Key.Id, decisions, i);
+                }
+                retook = true;
+                decisions[i] = await limiter.AcquireAsync(Amount(stale.Policy, resource, permitCount), cancellationToken).ConfigureAwait(false);
+                if (!decisions[i].IsGranted)
+                {
+                    return RefuseAt(resource.Key.Id, decisions, i);
+                }
+            }
+            if (!retook)
+            {
+                return new KeyLease(this, resource.Key.Id, decisions, decisions.Length);
+            }
+        }
+    }
+
+    /// <summary>Refuses with decision <paramref name="refused"/>, all the others granted: the refusal goes last, as <see cref="KeyLease"/> expects.</summary>
+    private KeyLease RefuseAt(string keyId, PolicyDecision[] decisions, int refused)
+    {
+        var ordered = new PolicyDecision[decisions.Length];
+        var n = 0;
+        for (var i = 0; i < decisions.Length; i++)
+        {
+            if (i != refused)
+            {
+                ordered[n++] = decisions[i];
+            }
+        }
+        ordered[n] = decisions[refused];
+        return Refuse(keyId, ordered, ordered.Length);
     }
 
     private static long Amount(LimitPolicy policy, LimitRequest resource, int permitCount) => policy.Unit switch

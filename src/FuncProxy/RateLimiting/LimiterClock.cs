@@ -6,12 +6,15 @@ namespace FuncProxy.RateLimiting;
 /// receipt, and the true time was within the second after the stamp. Intersecting those bounds over many responses
 /// narrows them to a few milliseconds, so instances whose own clocks differ by seconds still agree on window boundaries.
 /// <para>
-/// Guarantees (see docs/rate-limiting.md): <see cref="UtcNow"/> never goes backwards, and once storage has answered it is
+/// Guarantees (see docs/rate-limiting.md): once storage has answered, <see cref="UtcNow"/> never goes backwards and is
 /// never ahead of storage's clock: it uses the <em>lower</em> bound of the offset, so a window opens at storage's
 /// boundary or up to <see cref="MaxLag"/> after it, never before. An early clock would let an instance spend the next
 /// window's permits while the current one is still being spent elsewhere (more than the limit in one real second); a
-/// late one only shifts where this instance cuts. Local time is the monotonic timestamp, so a step of the machine's
-/// wall clock moves nothing; bounds widen with age by <see cref="MaxDriftRate"/> to allow for the two clocks' rates.
+/// late one would spend the current window's permits after storage's time has left it, which is why the limiter hands out
+/// nothing in a window's last <see cref="MaxLag"/> (its guard band, see <see cref="PolicyLimiter"/>). Before the first
+/// answer it is the local clock, which may be ahead of storage's: the first answer can move it back, once. Local time is
+/// the monotonic timestamp, so a step of the machine's wall clock moves nothing; bounds widen with age by
+/// <see cref="MaxDriftRate"/> to allow for the two clocks' rates.
 /// </para>
 /// </summary>
 public sealed class LimiterClock
@@ -77,7 +80,10 @@ public sealed class LimiterClock
         }
     }
 
-    /// <summary>Storage's time as far as it is known never to be early, and never earlier than a value returned before.</summary>
+    /// <summary>
+    /// Storage's time as far as it is known never to be early, and never earlier than a value returned since storage first
+    /// answered. Before that, the local clock.
+    /// </summary>
     public DateTimeOffset UtcNow
     {
         get
@@ -88,7 +94,13 @@ public sealed class LimiterClock
                 var local = LocalNow.UtcTicks;
                 lock (_gate)
                 {
-                    candidate = local + (_observed ? AgedLowLocked(local) : 0);
+                    if (!_observed)
+                    {
+                        // No bounds yet: the local clock (monotonic by itself), not recorded as a floor. A floor set by a
+                        // local clock that is ahead of storage's would hold the clock early after the first answer.
+                        return new DateTimeOffset(local, TimeSpan.Zero);
+                    }
+                    candidate = local + AgedLowLocked(local);
                 }
             }
             else

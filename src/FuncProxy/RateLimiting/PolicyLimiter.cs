@@ -64,6 +64,9 @@ public sealed class LimiterStatistics
 /// <item>Once storage says the window is spent, refusals are answered from memory until the window ends.</item>
 /// <item><see cref="RateLimiter.AttemptAcquire"/> (synchronous) can only use permits already in memory; <see cref="RateLimiter.AcquireAsync"/>
 /// may claim from storage.</item>
+/// <item>In a window's guard band, its last <see cref="LimiterClock.MaxLag"/> (at most a quarter of it), nothing is handed
+/// out: storage's time may already be in the next window. <see cref="AcquireAsync"/> waits for the next window,
+/// <see cref="RateLimiter.AttemptAcquire"/> is refused until it.</item>
 /// </list>
 /// </summary>
 internal sealed partial class PolicyLimiter : RateLimiter
@@ -85,6 +88,9 @@ internal sealed partial class PolicyLimiter : RateLimiter
     // rounds in all: claims that storage granted but other callers here used first do not count as lost.
     private const int MaxContendedRounds = 4;
     private const int MaxRounds = 32;
+    // The guard band is at most this fraction (1/n) of the window; see InGuardBandLocked.
+    private const int GuardBandCapDivisor = 4;
+    private static readonly TimeSpan MinGuardWait = TimeSpan.FromMilliseconds(1);
 
     private readonly string _keyId;
     private readonly LimitPolicy _policy;
@@ -143,27 +149,46 @@ internal sealed partial class PolicyLimiter : RateLimiter
     protected override async ValueTask<RateLimitLease> AcquireAsyncCore(int permitCount, CancellationToken cancellationToken) =>
         ToLease(await AcquireAsync((long)permitCount, cancellationToken).ConfigureAwait(false));
 
-    /// <summary>Takes <paramref name="amount"/> units (0: only reports the state), claiming from storage when memory has too few.</summary>
+    /// <summary>
+    /// Takes <paramref name="amount"/> units (0: only reports the state), claiming from storage when memory has too few,
+    /// and waiting for the next window when the current one is in its guard band (see <see cref="InGuardBandLocked"/>).
+    /// </summary>
     public async ValueTask<PolicyDecision> AcquireAsync(long amount, CancellationToken cancellationToken)
     {
         var contended = 0;
-        for (var round = 1; ; round++)
+        var round = 1;
+        while (true)
         {
             Task<ClaimOutcome>? claim;
+            TimeSpan untilNextWindow;
             lock (_gate)
             {
-                var decision = TryDecideLocked(amount, countDemand: round == 1, mayClaim: true, out claim);
+                var decision = TryDecideLocked(amount, countDemand: round == 1, mayClaim: true, out claim, out untilNextWindow);
                 if (decision is { } d)
                 {
                     return d;
                 }
             }
-            var outcome = await claim!.WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (claim is null)
+            {
+                // The window's last MaxLag: storage may already be in the next one. Waiting for it is not a claim round.
+                await Task.Delay(untilNextWindow, _context.Clock.LocalTime, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+            var outcome = await claim.WaitAsync(cancellationToken).ConfigureAwait(false);
             lock (_gate)
             {
                 if (outcome == ClaimOutcome.Failed)
                 {
-                    return FallBackLocked(amount, _context.Clock.UtcNow);
+                    var now = _context.Clock.UtcNow;
+                    RollLocked(now);
+                    if (amount > 0 && InGuardBandLocked(now, out _))
+                    {
+                        // The fallback grants too: not in the band either (the next round waits or decides).
+                        round++;
+                        continue;
+                    }
+                    return FallBackLocked(amount, now);
                 }
                 if ((outcome == ClaimOutcome.Contended && ++contended >= MaxContendedRounds) || round >= MaxRounds)
                 {
@@ -171,6 +196,26 @@ internal sealed partial class PolicyLimiter : RateLimiter
                     return RefuseLocked(amount, _context.Clock.UtcNow, TimeSpan.FromMilliseconds(100));
                 }
             }
+            round++;
+        }
+    }
+
+    /// <summary>
+    /// Whether a grant of this policy made earlier in the same call may still be used now: its window is the current one
+    /// and not yet in its guard band. False when a later policy of the call waited (for a claim, or for its own next
+    /// window) long enough for this one's window to close, as far as storage's time may be.
+    /// </summary>
+    public bool StillInWindow(PolicyDecision decision)
+    {
+        if (decision.Amount == 0)
+        {
+            return true;
+        }
+        lock (_gate)
+        {
+            var now = _context.Clock.UtcNow;
+            RollLocked(now);
+            return decision.WindowStart == _windowStart && !InGuardBandLocked(now, out _);
         }
     }
 
@@ -183,7 +228,8 @@ internal sealed partial class PolicyLimiter : RateLimiter
         }
         lock (_gate)
         {
-            // They are counted in storage already, so they can be handed out here again; in a later window they are gone.
+            // They are counted in storage already, so they can be handed out here again (not in the window's guard band);
+            // in a later window they are gone.
             if (windowStart == _windowStart)
             {
                 _local += amount;
@@ -218,17 +264,32 @@ internal sealed partial class PolicyLimiter : RateLimiter
     {
         lock (_gate)
         {
-            return TryDecideLocked(amount, countDemand: true, mayClaim, out _) ?? RefuseLocked(amount, _context.Clock.UtcNow, TimeSpan.Zero);
+            return TryDecideLocked(amount, countDemand: true, mayClaim, out _, out _) ?? RefuseLocked(amount, _context.Clock.UtcNow, TimeSpan.Zero);
         }
     }
 
-    /// <summary>Decides from memory when it can; otherwise returns null and the claim to wait for.</summary>
-    private PolicyDecision? TryDecideLocked(long amount, bool countDemand, bool mayClaim, out Task<ClaimOutcome>? claim)
+    /// <summary>
+    /// Decides from memory when it can; otherwise returns null and either the claim to wait for or, with no claim, how
+    /// long until the clock leaves the current window (it is in its guard band: wait, then decide again).
+    /// </summary>
+    private PolicyDecision? TryDecideLocked(long amount, bool countDemand, bool mayClaim, out Task<ClaimOutcome>? claim, out TimeSpan untilNextWindow)
     {
         claim = null;
+        untilNextWindow = TimeSpan.Zero;
         var now = _context.Clock.UtcNow;
         RollLocked(now);
         _lastActivityTimestamp = _context.Clock.LocalTime.GetTimestamp();
+        if (amount > 0 && InGuardBandLocked(now, out var untilEnd))
+        {
+            // Nothing of this window is handed out (leased, returned or fallback units alike), and no claim is started for it.
+            if (mayClaim)
+            {
+                // At least a millisecond: the clock's lower bound ages a little slower than local time.
+                untilNextWindow = untilEnd > MinGuardWait ? untilEnd : MinGuardWait;
+                return null;
+            }
+            return RefuseLocked(amount, now, untilEnd);
+        }
         if (countDemand)
         {
             _demandSinceClaim += amount;
@@ -272,17 +333,46 @@ internal sealed partial class PolicyLimiter : RateLimiter
         return null;
     }
 
+    /// <summary>
+    /// True when <paramref name="now"/> is in the current window's guard band: its last <see cref="LimiterClock.MaxLag"/>
+    /// (at most a quarter of the window), where storage's time may already be in the next window. The clock is never
+    /// early and at most MaxLag late, so a grant made before the band falls in the real window it is counted in; one made
+    /// in it might not (the late-instance half of issue 8 item 10). No band before storage has answered once, or with the
+    /// local clock (<see cref="LimitOptions.UseStorageClock"/> false): there are no bounds to keep then.
+    /// </summary>
+    private bool InGuardBandLocked(DateTimeOffset now, out TimeSpan untilEnd)
+    {
+        untilEnd = _windowEnd - now;
+        // Capped, so a clock that has seen one sample (bounds a second wide) cannot freeze a per-second window. Most
+        // decisions are far from the end and never ask the clock for its bound.
+        var cap = (_windowEnd - _windowStart) / GuardBandCapDivisor;
+        return untilEnd <= cap && untilEnd <= GuardBandLocked(cap);
+    }
+
+    /// <summary>The width of the current window's guard band (see <see cref="InGuardBandLocked"/>); zero without bounds.</summary>
+    private TimeSpan GuardBandLocked(TimeSpan cap)
+    {
+        if (!_context.Clock.UsesServerTime)
+        {
+            return TimeSpan.Zero;
+        }
+        var lag = _context.Clock.MaxLag;
+        if (lag == TimeSpan.MaxValue)
+        {
+            return TimeSpan.Zero;
+        }
+        return lag < cap ? lag : cap;
+    }
+
     private void RollLocked(DateTimeOffset now)
     {
-        if (now < _windowEnd)
+        if (now >= _windowStart && now < _windowEnd)
         {
             return;
         }
+        // Back only across the clock's first storage answer: the window taken from the local clock before it was early,
+        // so it is dropped with what it held (counted in storage, never handed out).
         var start = _policy.Window.StartOf(now);
-        if (start <= _windowStart)
-        {
-            return;
-        }
         _windowStart = start;
         _windowEnd = _policy.Window.EndOf(start);
         _local = 0;

@@ -117,6 +117,25 @@ public sealed class DistributedLimiterTests
     }
 
     [Fact]
+    public async Task An_instance_whose_clock_runs_ahead_takes_its_first_permits_in_storages_window_not_its_own()
+    {
+        // Azurite runs on this machine's clock; the instance's runs 3 s ahead of it. Its first call can only pick a window
+        // by its own clock (no storage answer yet); the claim's answer shows that clock early, and the call must then be
+        // decided in storage's window, not in the one 3 s ahead (which other instances will spend in full 3 s later).
+        var storage = await TestStorage.GetConnectionStringAsync();
+        var ahead = new FakeTimeProvider(DateTimeOffset.UtcNow + TimeSpan.FromSeconds(3));
+        var limiter = LimiterInstances.Create(storage, TestStorage.NewTablePrefix(), new LimitOptions { ExpectedInstances = 1 }, ahead);
+        var key = LimiterInstances.Key(new KeyLimits { RequestsPerSecond = Limit });
+
+        var (granted, window, _) = await LimiterInstances.AcquireAsync(limiter, key);
+        var storageNow = DateTimeOffset.UtcNow;
+
+        Assert.True(granted);
+        Assert.True(window <= storageNow, $"granted in window {window:O}, which storage ({storageNow:O}) has not reached");
+        Assert.True(limiter.Clock.UtcNow <= storageNow, $"clock {limiter.Clock.UtcNow:O} is ahead of storage's {storageNow:O}");
+    }
+
+    [Fact]
     public async Task Many_concurrent_token_reservations_far_below_the_limit_are_never_refused_and_share_few_claims()
     {
         // 32 callers at once on one instance, each reserving about a thousand tokens, with a limit they cannot reach:

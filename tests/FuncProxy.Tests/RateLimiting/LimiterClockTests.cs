@@ -93,6 +93,29 @@ public sealed class LimiterClockTests
     }
 
     [Fact]
+    public void A_reading_taken_before_storage_first_answered_does_not_hold_a_clock_that_runs_ahead_early_afterwards()
+    {
+        // The local clock is 3 s ahead of storage's. Before any answer the clock can only be the local one; once storage has
+        // answered, it must not stay at that early reading until storage's time catches up (it used to, for 3 s).
+        var time = new FakeTimeProvider(new DateTimeOffset(2030, 1, 1, 0, 0, 3, 500, TimeSpan.Zero));
+        var storageAhead = TimeSpan.FromSeconds(-3);
+        var clock = new LimiterClock(time);
+        Assert.Equal(time.GetUtcNow(), clock.UtcNow);
+
+        var sent = clock.LocalNow;
+        time.Advance(TimeSpan.FromMilliseconds(2));
+        var date = PolicyWindow.Second.StartOf(time.GetUtcNow() + storageAhead);
+        time.Advance(TimeSpan.FromMilliseconds(2));
+        clock.Observe(date, sent, clock.LocalNow);
+
+        var answered = clock.UtcNow;
+        Assert.True(answered <= time.GetUtcNow() + storageAhead, $"clock {answered:O} ahead of storage {time.GetUtcNow() + storageAhead:O}");
+        time.Advance(TimeSpan.FromMilliseconds(300));
+        Assert.True(clock.UtcNow > answered, "the clock stands still after the first answer");
+        Assert.True(clock.UtcNow <= time.GetUtcNow() + storageAhead);
+    }
+
+    [Fact]
     public void When_storage_steps_back_the_clock_holds_still_instead_of_going_back()
     {
         var time = new FakeTimeProvider(new DateTimeOffset(2030, 1, 1, 0, 0, 0, 500, TimeSpan.Zero));

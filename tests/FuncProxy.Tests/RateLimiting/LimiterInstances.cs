@@ -25,6 +25,21 @@ internal static class LimiterInstances
         return new KeyRateLimiter(new CounterStore(tables, clock), clock, () => options, NullLogger.Instance);
     }
 
+    /// <summary>
+    /// An instance whose window clock is the test's own: storage's <c>Date</c>s go to a separate clock, so the test decides
+    /// what <paramref name="clock"/> knows of storage's time (its offset and its <see cref="LimiterClock.MaxLag"/>).
+    /// </summary>
+    public static KeyRateLimiter Create(string connectionString, string tablePrefix, LimitOptions options, LimiterClock clock)
+    {
+        if (options.StorageTimeout == DefaultStorageTimeout)
+        {
+            options.StorageTimeout = TimeSpan.FromSeconds(30);
+        }
+        var service = FuncProxyTables.CreateServiceClient(new StorageOptions { ConnectionString = connectionString });
+        var tables = new FuncProxyTables(service, tablePrefix);
+        return new KeyRateLimiter(new CounterStore(tables, new LimiterClock(TimeProvider.System)), clock, () => options, NullLogger.Instance);
+    }
+
     public static KeyRecord Key(KeyLimits limits) => new()
     {
         Id = "k" + Guid.NewGuid().ToString("N")[..12],
