@@ -38,6 +38,19 @@ internal sealed class StorageHealth
 internal sealed record LimiterContext(CounterStore Store, LimiterClock Clock, StorageHealth Health, Func<LimitOptions> Options, ILogger Logger)
 {
     public LimiterStatistics Statistics { get; } = new();
+
+    /// <summary>One clock probe at a time per engine (see <see cref="PolicyLimiter"/>'s guard band).</summary>
+    public ClockProbeGate ClockProbe { get; } = new();
+}
+
+/// <summary>Lets one storage read that only refines the window clock run at a time.</summary>
+internal sealed class ClockProbeGate
+{
+    private int _busy;
+
+    public bool TryEnter() => Interlocked.CompareExchange(ref _busy, 1, 0) == 0;
+
+    public void Exit() => Volatile.Write(ref _busy, 0);
 }
 
 /// <summary>Decisions granted at once from permits leased in memory, and decisions that had to wait for a storage claim.</summary>
@@ -91,6 +104,8 @@ internal sealed partial class PolicyLimiter : RateLimiter
     // The guard band is at most this fraction (1/n) of the window; see InGuardBandLocked.
     private const int GuardBandCapDivisor = 4;
     private static readonly TimeSpan MinGuardWait = TimeSpan.FromMilliseconds(1);
+    // Below this the band is about a round trip already: probing the clock would cost a read per window for nothing.
+    private static readonly TimeSpan MinProbedBand = TimeSpan.FromMilliseconds(5);
 
     private readonly string _keyId;
     private readonly LimitPolicy _policy;
@@ -172,6 +187,7 @@ internal sealed partial class PolicyLimiter : RateLimiter
             if (claim is null)
             {
                 // The window's last MaxLag: storage may already be in the next one. Waiting for it is not a claim round.
+                StartClockProbe(untilNextWindow);
                 await Task.Delay(untilNextWindow, _context.Clock.LocalTime, cancellationToken).ConfigureAwait(false);
                 continue;
             }
@@ -197,6 +213,50 @@ internal sealed partial class PolicyLimiter : RateLimiter
                 }
             }
             round++;
+        }
+    }
+
+    /// <summary>
+    /// Callers wait in the band, so it should be narrow, and only samples taken near storage's tick narrow it: a claim made
+    /// right after a window opens (the usual moment for a saturated key) says how late the clock may be at most by a whole
+    /// second. One read sent in the middle of the band lands on one side of the tick or the other and halves the
+    /// uncertainty; band by band the bounds close in to about a round trip. Best effort, one at a time per engine, never
+    /// on the caller's path.
+    /// </summary>
+    private void StartClockProbe(TimeSpan untilEnd)
+    {
+        TimeSpan band;
+        DateTimeOffset windowStart;
+        lock (_gate)
+        {
+            band = GuardBandLocked((_windowEnd - _windowStart) / GuardBandCapDivisor);
+            windowStart = _windowStart;
+        }
+        if (band < MinProbedBand || !_context.ClockProbe.TryEnter())
+        {
+            return;
+        }
+        var delay = untilEnd - (band / 2);
+        _ = ProbeClockAsync(delay > TimeSpan.Zero ? delay : TimeSpan.Zero, windowStart);
+    }
+
+    private async Task ProbeClockAsync(TimeSpan delay, DateTimeOffset windowStart)
+    {
+        try
+        {
+            await Task.Delay(delay, _context.Clock.LocalTime).ConfigureAwait(false);
+            using var timeout = new CancellationTokenSource(_context.Options().StorageTimeout);
+            // Any response carries a Date; this window's counter row is as cheap a read as any, and CounterStore observes it.
+            await _context.Store.ReadUsedAsync(_keyId, _policy, windowStart, timeout.Token).ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // Only refines the clock: a failed probe changes nothing, and claims report storage trouble.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+        finally
+        {
+            _context.ClockProbe.Exit();
         }
     }
 

@@ -140,6 +140,36 @@ public sealed class WindowGuardBandTests
         Assert.All(lease.Decisions, d => Assert.Equal(Midnight.AddSeconds(60), d.WindowStart));
     }
 
+    [Fact]
+    public async Task Callers_waiting_in_the_band_narrow_it_although_a_saturated_key_only_claims_right_after_each_window_opens()
+    {
+        // A key whose permits all go in the first moments of each second: its claims, the clock's only storage samples, are
+        // all sent just after storage's tick, so they bound how late the clock may be only by about a second, and the
+        // band would stay at its cap (a quarter of the window) for good. Callers waiting in the band send a read into its
+        // middle, which lands on one side of the tick or the other: the bound must come down. Real time, real Azurite.
+        var connection = await TestStorage.GetConnectionStringAsync();
+        var limiter = LimiterInstances.Create(connection, TestStorage.NewTablePrefix(), new LimitOptions { ExpectedInstances = 1 });
+        var key = LimiterInstances.Key(new KeyLimits { RequestsPerSecond = 5 });
+        // The first claim then goes out just after a tick too (a wait for a clock boundary, not for a condition).
+        var now = DateTimeOffset.UtcNow;
+        await Task.Delay(PolicyWindow.Second.EndOf(PolicyWindow.Second.StartOf(now)) - now);
+
+        var narrow = TimeSpan.FromMilliseconds(200);
+        var lags = new List<TimeSpan>();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (clock.Elapsed < Eventually.DefaultBound && (lags.Count < 2 || limiter.Clock.MaxLag >= narrow))
+        {
+            var calls = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => LimiterInstances.AcquireAsync(limiter, key)));
+            lags.Add(limiter.Clock.MaxLag);
+            if (!calls.All(c => c.Granted))
+            {
+                await Task.Delay(10); // pacing only: refusals are answered from memory at once
+            }
+        }
+
+        Assert.True(limiter.Clock.MaxLag < narrow, $"MaxLag still {limiter.Clock.MaxLag} after {clock.Elapsed} (first {lags[0]})");
+    }
+
     /// <summary>Feeds <paramref name="clock"/> a storage response stamped at <paramref name="second"/> (storage's time, whole-second <c>Date</c>) with no round trip.</summary>
     private static void Sample(FakeTimeProvider storage, LimiterClock clock, double second)
     {
