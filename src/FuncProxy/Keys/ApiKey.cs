@@ -70,12 +70,39 @@ public readonly struct ApiKey
     /// <summary>Parses a presented key, checking shape and checksum only: no I/O, no timing that depends on the secret's content.</summary>
     public static bool TryParse(ReadOnlySpan<char> value, [NotNullWhen(true)] out ApiKey? key) => TryParse(value, Prefix, out key);
 
+    /// <summary>
+    /// <see cref="TryParse(ReadOnlySpan{char}, out ApiKey?)"/> without making strings: where the id and the secret are in
+    /// <paramref name="value"/>. For the request path, which looks the id up by span and hashes the secret from it.
+    /// </summary>
+    public static bool TryLocate(ReadOnlySpan<char> value, out Range id, out Range secret)
+    {
+        id = default;
+        secret = default;
+        if (!IsWellFormed(value, Prefix))
+        {
+            return false;
+        }
+        id = new Range(4, 4 + IdLength);
+        secret = new Range(4 + IdLength + 1, 4 + IdLength + 1 + SecretLength);
+        return true;
+    }
+
     /// <summary>As <see cref="TryParse(ReadOnlySpan{char}, out ApiKey?)"/>, for an admin key (<c>fpa_</c>).</summary>
     public static bool TryParseAdmin(ReadOnlySpan<char> value, [NotNullWhen(true)] out ApiKey? key) => TryParse(value, AdminPrefix, out key);
 
     private static bool TryParse(ReadOnlySpan<char> value, string prefix, [NotNullWhen(true)] out ApiKey? key)
     {
         key = null;
+        if (!IsWellFormed(value, prefix))
+        {
+            return false;
+        }
+        key = new ApiKey(value.Slice(4, IdLength).ToString(), value.Slice(4 + IdLength + 1, SecretLength).ToString(), prefix);
+        return true;
+    }
+
+    private static bool IsWellFormed(ReadOnlySpan<char> value, string prefix)
+    {
         if (value.Length != TotalLength || !value.StartsWith(prefix, StringComparison.Ordinal) || value[4 + IdLength] != '_')
         {
             return false;
@@ -90,12 +117,7 @@ public readonly struct ApiKey
         // The checksum covers "{prefix}{id}_{secret}", which is exactly the start of the value: checked in place, on the stack.
         Span<char> expected = stackalloc char[ChecksumLength];
         Checksum(value[..(4 + IdLength + 1 + SecretLength)], expected);
-        if (!checksum.SequenceEqual(expected))
-        {
-            return false;
-        }
-        key = new ApiKey(id.ToString(), secret.ToString(), prefix);
-        return true;
+        return checksum.SequenceEqual(expected);
     }
 
     /// <summary>True when <paramref name="id"/> has the shape of a key id (no I/O).</summary>

@@ -57,27 +57,28 @@ public sealed class KeyAuthenticator
     public async ValueTask<KeyAuthentication> AuthenticateAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var presented = FindPresentedKey(request.Headers);
-        if (presented is null)
+        // The key is read where it stands in the header (no substring), its id looked up and its secret hashed from there.
+        if (FindPresentedKey(request.Headers) is not { } presented)
         {
             return new(null, KeyRefusal.Missing, null);
         }
-        if (IsToken(request.Headers, presented) && _tokens.IsEnabled)
+        if (IsToken(request.Headers, presented.Span) && _tokens.IsEnabled)
         {
-            return await _tokens.AuthenticateAsync(presented, cancellationToken).ConfigureAwait(false);
+            return await _tokens.AuthenticateAsync(presented.ToString(), cancellationToken).ConfigureAwait(false);
         }
-        if (!ApiKey.TryParse(presented, out var key))
+        if (!ApiKey.TryLocate(presented.Span, out var idRange, out var secretRange))
         {
             return new(null, KeyRefusal.Malformed, null);
         }
-        var id = key.Value.Id;
-        var record = await _cache.GetAsync(id, cancellationToken).ConfigureAwait(false);
+        var lookup = _cache.GetAsync(presented.Span[idRange], cancellationToken);
+        var record = lookup.IsCompletedSuccessfully ? lookup.Result : await lookup.ConfigureAwait(false);
         if (record is null)
         {
-            return new(null, KeyRefusal.UnknownId, id);
+            return new(null, KeyRefusal.UnknownId, presented.Span[idRange].ToString());
         }
+        var id = record.Id;
         var now = _time.GetUtcNow();
-        if (!record.SecretMatches(key.Value.Secret, now))
+        if (!record.SecretMatches(presented.Span[secretRange], now))
         {
             return new(null, KeyRefusal.WrongSecret, id);
         }
@@ -94,25 +95,25 @@ public sealed class KeyAuthenticator
     /// True when what was presented is a JWT in <c>Authorization</c>: a FuncProxy key always starts with <c>fpk_</c> and a JWT
     /// with <c>eyJ</c> (its base64url JSON header), so the two are told apart without parsing either.
     /// </summary>
-    private static bool IsToken(IHeaderDictionary headers, string presented) =>
+    private static bool IsToken(IHeaderDictionary headers, ReadOnlySpan<char> presented) =>
         !presented.StartsWith(ApiKey.Prefix, StringComparison.Ordinal)
         && EntraTokenValidator.LooksLikeJwt(presented)
         && !StringValues.IsNullOrEmpty(headers.Authorization);
 
-    /// <summary>The first key-bearing header present, in the order the SDKs use; null when none.</summary>
-    internal static string? FindPresentedKey(IHeaderDictionary headers)
+    /// <summary>The first key-bearing header present, in the order the SDKs use, as a slice of its value; null when none.</summary>
+    internal static ReadOnlyMemory<char>? FindPresentedKey(IHeaderDictionary headers)
     {
         if (headers.TryGetValue("Authorization", out var authorization) && !StringValues.IsNullOrEmpty(authorization))
         {
-            var value = authorization.ToString().Trim();
+            var value = authorization.ToString().AsMemory().Trim();
             const string Bearer = "Bearer ";
-            return value.StartsWith(Bearer, StringComparison.OrdinalIgnoreCase) ? value[Bearer.Length..].Trim() : value;
+            return value.Span.StartsWith(Bearer, StringComparison.OrdinalIgnoreCase) ? value[Bearer.Length..].Trim() : value;
         }
         foreach (var name in (ReadOnlySpan<string>)["x-api-key", "api-key"])
         {
             if (headers.TryGetValue(name, out var v) && !StringValues.IsNullOrEmpty(v))
             {
-                return v.ToString().Trim();
+                return v.ToString().AsMemory().Trim();
             }
         }
         return null;

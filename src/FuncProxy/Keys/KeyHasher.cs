@@ -24,9 +24,9 @@ public static class KeyHasher
         return SHA256.HashData(Encoding.UTF8.GetBytes(string.Concat(domain, "\n", id, "\n", secret)));
     }
 
-    public static bool Matches(string id, string secret, ReadOnlySpan<byte> storedHash) => Matches(id, secret, storedHash, Domain);
+    public static bool Matches(string id, ReadOnlySpan<char> secret, ReadOnlySpan<byte> storedHash) => Matches(id, secret, storedHash, Domain);
 
-    internal static bool Matches(string id, string secret, ReadOnlySpan<byte> storedHash, string domain)
+    internal static bool Matches(string id, ReadOnlySpan<char> secret, ReadOnlySpan<byte> storedHash, string domain)
     {
         Span<byte> presented = stackalloc byte[SHA256.HashSizeInBytes];
         // The same bytes Hash() hashes, encoded on the stack (every call checks a key; keys are short): no string, no array.

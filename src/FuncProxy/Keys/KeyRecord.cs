@@ -174,7 +174,7 @@ public sealed record KeyRecord
     public bool IsUsableAt(DateTimeOffset now) => Status == KeyStatus.Active && (ExpiresAt is null || now < ExpiresAt);
 
     /// <summary>Checks a presented secret against the current hash and, during a rotation's grace period, the previous one; constant time.</summary>
-    public bool SecretMatches(string secret, DateTimeOffset now)
+    public bool SecretMatches(ReadOnlySpan<char> secret, DateTimeOffset now)
     {
         var current = KeyHasher.Matches(Id, secret, SecretHash);
         var previous = PreviousSecretHash is not null

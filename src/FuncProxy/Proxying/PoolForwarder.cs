@@ -88,7 +88,9 @@ public sealed partial class PoolForwarder
         var tried = new List<Backend>(Math.Min(pool.Backends.Count, failover.MaxAttempts));
         Backend? pinned = null;
         var credentialRetried = false;
-        Func<Task<string?>>? lastFailure = null;
+        // How the last failed attempt would be answered if no other backend takes the call. A value, not a lambda: lambdas
+        // capturing the context would allocate their closures on every call, failing or not.
+        var lastFailure = default(Failure);
 
         for (var attempt = 1; ; attempt++)
         {
@@ -97,7 +99,9 @@ public sealed partial class PoolForwarder
             pinned = null;
             if (backend is null)
             {
-                return lastFailure is not null ? await lastFailure().ConfigureAwait(false) : await NoBackendAsync(context, route).ConfigureAwait(false);
+                return lastFailure.Kind != FailureKind.None
+                    ? await AnswerAsync(context, route, key, lastFailure).ConfigureAwait(false)
+                    : await NoBackendAsync(context, route).ConfigureAwait(false);
             }
             if (!tried.Contains(backend))
             {
@@ -112,13 +116,13 @@ public sealed partial class PoolForwarder
                 {
                     return refusal;
                 }
-                lastFailure = () => CredentialProblemAsync(context, backend, refusal);
+                lastFailure = new(FailureKind.Credential, backend, refusal);
                 if (replayable && tried.Count < failover.MaxAttempts && pool.HasAnother(tried))
                 {
                     _metrics.Failover(route.Name, backend.Name, refusal);
                     continue;
                 }
-                return await lastFailure().ConfigureAwait(false);
+                return await AnswerAsync(context, route, key, lastFailure).ConfigureAwait(false);
             }
 
             if (!backend.TryBuildTarget(path, out var target))
@@ -179,14 +183,14 @@ public sealed partial class PoolForwarder
                     continue;
                 }
                 Log.CredentialRejected(_logger, route.Name, backend.Name);
-                lastFailure = () => CredentialRejectedAsync(context);
+                lastFailure = new(FailureKind.CredentialRejected);
                 if (mayFailOver && pool.HasAnother(tried))
                 {
                     _metrics.Failover(route.Name, backend.Name, "credential_rejected");
                     Reset(context, kept);
                     continue;
                 }
-                return await lastFailure().ConfigureAwait(false);
+                return await AnswerAsync(context, route, key, lastFailure).ConfigureAwait(false);
             }
 
             if (call.HeldBack)
@@ -194,9 +198,7 @@ public sealed partial class PoolForwarder
                 Judge(route, backend, isProbe, failed: true, call.RetryAfter);
                 Log.FailingOver(_logger, key.Id, route.Name, backend.Name, call.UpstreamStatus ?? 0);
                 _metrics.Failover(route.Name, backend.Name, call.UpstreamStatus!.Value.ToString(CultureInfo.InvariantCulture));
-                var status = call.UpstreamStatus.Value;
-                var retryAfter = call.RetryAfter;
-                lastFailure = () => HeldBackAnswerAsync(context, status, retryAfter);
+                lastFailure = new(FailureKind.HeldBack, Status: call.UpstreamStatus.Value, RetryAfter: call.RetryAfter);
                 Reset(context, kept);
                 continue;
             }
@@ -226,15 +228,10 @@ public sealed partial class PoolForwarder
                 return null;
             }
             Judge(route, backend, isProbe, failed: true, retryAfter: null);
-            var failure = error;
-            lastFailure = async () =>
-            {
-                await ReportForwardErrorAsync(context, route, key, failure, bodyTooLarge: false).ConfigureAwait(false);
-                return null;
-            };
+            lastFailure = new(FailureKind.ForwardError, Error: error);
             if (!mayFailOver)
             {
-                return await lastFailure().ConfigureAwait(false);
+                return await AnswerAsync(context, route, key, lastFailure).ConfigureAwait(false);
             }
             Log.FailingOverAfterError(_logger, key.Id, route.Name, backend.Name, error);
             _metrics.Failover(route.Name, backend.Name, error.ToString());
@@ -362,6 +359,34 @@ public sealed partial class PoolForwarder
         }
         var fresh = await GetCredentialAsync(context, backend).ConfigureAwait(false);
         return fresh.Value;
+    }
+
+    private enum FailureKind
+    {
+        None,
+        Credential,
+        CredentialRejected,
+        HeldBack,
+        ForwardError,
+    }
+
+    private readonly record struct Failure(FailureKind Kind, Backend? Backend = null, string? Refusal = null, int Status = 0,
+        TimeSpan? RetryAfter = null, ForwarderError Error = ForwarderError.None);
+
+    private async Task<string?> AnswerAsync(HttpContext context, UpstreamRoute route, KeyRecord key, Failure failure)
+    {
+        switch (failure.Kind)
+        {
+            case FailureKind.Credential:
+                return await CredentialProblemAsync(context, failure.Backend!, failure.Refusal!).ConfigureAwait(false);
+            case FailureKind.CredentialRejected:
+                return await CredentialRejectedAsync(context).ConfigureAwait(false);
+            case FailureKind.HeldBack:
+                return await HeldBackAnswerAsync(context, failure.Status, failure.RetryAfter).ConfigureAwait(false);
+            default:
+                await ReportForwardErrorAsync(context, route, key, failure.Error, bodyTooLarge: false).ConfigureAwait(false);
+                return null;
+        }
     }
 
     private static async Task<string?> CredentialProblemAsync(HttpContext context, Backend backend, string refusal)

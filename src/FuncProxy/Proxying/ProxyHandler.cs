@@ -295,7 +295,7 @@ public sealed partial class ProxyHandler
 
         // 7. Meter (set up now, done when the response has ended): usage is read as the response streams, settles the
         // reservations and is counted in the usage table, once per client call however many backends were tried.
-        var genAi = GenAiCall.For(model, path, route.Provider, activity);
+        var genAi = activity is null && !_metrics.GenAiEnabled ? null : GenAiCall.For(model, path, route.Provider, activity);
         using var metering = _meter.Begin(context, key, route.Name, admission, model, price, stripUsageChunk: addUsage, genAi, _metrics);
 
         // 6. Choose a backend, attach its credential and forward, failing over while nothing has reached the client (the body,

@@ -100,6 +100,9 @@ public sealed partial class UsageMeter : BackgroundService, IUsageReader
         };
     }
 
+    /// <summary>Records written by calls and not yet added up (tests).</summary>
+    internal int Pending => _channel.Reader.Count;
+
     internal void Record(UsageRecord record)
     {
         if (!_channel.Writer.TryWrite(record) && Interlocked.Increment(ref _dropped) % 1000 == 1)

@@ -96,10 +96,13 @@ public sealed class FuncProxyMetrics
     /// time to first chunk (streams only), <c>gen_ai.response.model</c> when the response named one, <c>error.type</c> (the
     /// HTTP status) on failure; and FuncProxy's cost counter.
     /// </summary>
+    /// <summary>True when anything listens to the GenAI instruments (otherwise a call needs no <see cref="GenAiCall"/>).</summary>
+    internal bool GenAiEnabled => _operationDuration.Enabled || _timeToFirstChunk.Enabled || _tokenUsage.Enabled || _cost.Enabled;
+
     internal void GenAiCompleted(GenAiCall call, string keyId, string upstream, Proxying.TokenUsage usage, string? responseModel,
         int status, TimeSpan duration, TimeSpan? timeToFirstChunk, long costMicroUsd)
     {
-        if (call.Activity is null && !_operationDuration.Enabled && !_timeToFirstChunk.Enabled && !_tokenUsage.Enabled && !_cost.Enabled)
+        if (call.Activity is null && !GenAiEnabled)
         {
             return;
         }

@@ -172,6 +172,56 @@ public sealed partial class ServerProcessTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_clients_traceparent_goes_upstream_unchanged_unless_hosting_diagnostics_are_switched_back_on()
+    {
+        // By default the host starts no per-request Activity (issue 11: its cost is paid for spans nobody reads when no
+        // exporter is configured), so the client's trace context passes through as it came and none is made up.
+        const string TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        var (_, key) = await MintAsync();
+        var port = AzuriteProcess.FreePort();
+        await using (var server = ServerProcess.Start(["--urls", $"http://127.0.0.1:{port}"], GatewayEnvironment(_connection)))
+        {
+            Assert.True(await server.WaitForOutputAsync("FuncProxy serves", Generous), server.Output);
+            Assert.Equal(TraceParent, (await CallRecordedAsync(port, key, TraceParent)).GetValueOrDefault("traceparent"));
+            Assert.False((await CallRecordedAsync(port, key, traceParent: null)).ContainsKey("traceparent"));
+        }
+
+        // Switched back on in configuration (it outranks the built-in default): the gateway joins the client's trace with
+        // a span of its own, so the upstream sees the same trace id under a new parent id.
+        var environment = GatewayEnvironment(_connection);
+        environment["Logging__LogLevel__Microsoft.AspNetCore.Hosting.Diagnostics"] = "Information";
+        port = AzuriteProcess.FreePort();
+        await using (var server = ServerProcess.Start(["--urls", $"http://127.0.0.1:{port}"], environment))
+        {
+            Assert.True(await server.WaitForOutputAsync("FuncProxy serves", Generous), server.Output);
+            var forwarded = (await CallRecordedAsync(port, key, TraceParent)).GetValueOrDefault("traceparent");
+            Assert.NotNull(forwarded);
+            Assert.StartsWith("00-0af7651916cd43dd8448eb211c80319c-", forwarded, StringComparison.Ordinal);
+            Assert.NotEqual(TraceParent, forwarded);
+        }
+    }
+
+    // One call through the server; the request headers the provider stub saw.
+    private async Task<IReadOnlyDictionary<string, string>> CallRecordedAsync(int port, string key, string? traceParent)
+    {
+        var before = _stub.Requests.Count;
+        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/stub/chat/completions")
+        {
+            Content = new StringContent("""{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}""", Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        if (traceParent is not null)
+        {
+            request.Headers.TryAddWithoutValidation("traceparent", traceParent);
+        }
+        using var response = await client.SendAsync(request);
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal(before + 1, _stub.Requests.Count);
+        return _stub.Requests.Last().Headers;
+    }
+
+    [Fact]
     public async Task SIGTERM_writes_the_usage_still_in_memory_before_the_host_exits()
     {
         var (id, key) = await MintAsync();
