@@ -52,6 +52,34 @@ public sealed class Backend
     public BackendAuth Auth { get; }
     public string? SecretName { get; }
     public string AuthHeader { get; }
+
+    /// <summary>This backend alone, as a collection of backends tried (one array per backend, not one per call).</summary>
+    internal Backend[] Alone => _alone ??= [this];
+
+    private Backend[]? _alone;
+
+    // The last credential and its header value ("Bearer {credential}"): the same string on every call until the secret or
+    // token changes, instead of a new one per call. One reference, swapped whole, so readers never see a mixed pair.
+    private sealed record AuthValue(string Credential, string Value);
+
+    private AuthValue? _authValue;
+
+    /// <summary>The value of <see cref="AuthHeader"/> for <paramref name="credential"/>: with <see cref="AuthScheme"/> in front when there is one.</summary>
+    internal string AuthHeaderValue(string credential)
+    {
+        if (AuthScheme.Length == 0)
+        {
+            return credential;
+        }
+        var last = Volatile.Read(ref _authValue);
+        if (last is not null && ReferenceEquals(last.Credential, credential))
+        {
+            return last.Value;
+        }
+        var value = string.Concat(AuthScheme, " ", credential);
+        Volatile.Write(ref _authValue, new AuthValue(credential, value));
+        return value;
+    }
     public string AuthScheme { get; }
     public string TokenScope { get; }
     public string? ManagedIdentityClientId { get; }

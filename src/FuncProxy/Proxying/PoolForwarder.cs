@@ -84,158 +84,169 @@ public sealed partial class PoolForwarder
         var model = json?.Model;
 
         // What the gateway already put on the response (request id, RateLimit headers) survives a failed attempt's reset.
-        var kept = context.Response.Headers.ToArray();
-        var tried = new List<Backend>(Math.Min(pool.Backends.Count, failover.MaxAttempts));
+        // (In a pooled array: every call keeps them, few ever need them back.)
+        var keptCount = context.Response.Headers.Count;
+        var kept = ArrayPool<KeyValuePair<string, StringValues>>.Shared.Rent(keptCount);
+        context.Response.Headers.CopyTo(kept, 0);
+        // The backends tried so far: none, then the first one's own one-element array (most calls end there), then a list.
+        IReadOnlyCollection<Backend> tried = [];
         Backend? pinned = null;
         var credentialRetried = false;
         // How the last failed attempt would be answered if no other backend takes the call. A value, not a lambda: lambdas
         // capturing the context would allocate their closures on every call, failing or not.
         var lastFailure = default(Failure);
 
-        for (var attempt = 1; ; attempt++)
+        try
         {
-            var isProbe = false;
-            var backend = pinned ?? pool.Choose(tried, out isProbe);
-            pinned = null;
-            if (backend is null)
+            for (var attempt = 1; ; attempt++)
             {
-                return lastFailure.Kind != FailureKind.None
-                    ? await AnswerAsync(context, route, key, lastFailure).ConfigureAwait(false)
-                    : await NoBackendAsync(context, route).ConfigureAwait(false);
-            }
-            if (!tried.Contains(backend))
-            {
-                tried.Add(backend);
-            }
-
-            var credential = await GetCredentialAsync(context, backend).ConfigureAwait(false);
-            if (credential.Refusal is { } refusal)
-            {
-                backend.Breaker.Released(isProbe);
-                if (refusal == "client_gone")
+                var isProbe = false;
+                var backend = pinned ?? pool.Choose(tried, out isProbe);
+                pinned = null;
+                if (backend is null)
                 {
-                    return refusal;
+                    return lastFailure.Kind != FailureKind.None
+                        ? await AnswerAsync(context, route, key, lastFailure).ConfigureAwait(false)
+                        : await NoBackendAsync(context, route).ConfigureAwait(false);
                 }
-                lastFailure = new(FailureKind.Credential, backend, refusal);
-                if (replayable && tried.Count < failover.MaxAttempts && pool.HasAnother(tried))
+                if (!tried.Contains(backend))
                 {
-                    _metrics.Failover(route.Name, backend.Name, refusal);
-                    continue;
+                    tried = tried.Count == 0 ? backend.Alone : new List<Backend>(tried) { backend };
                 }
-                return await AnswerAsync(context, route, key, lastFailure).ConfigureAwait(false);
-            }
 
-            if (!backend.TryBuildTarget(path, out var target))
-            {
-                backend.Breaker.Released(isProbe);
-                await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "invalid_path", "Bad Request",
-                    "The request path is not allowed: no dot segments, backslashes, encoded slashes or control characters.").ConfigureAwait(false);
-                return "invalid_path";
-            }
-            if (replay is not null)
-            {
-                var body = model is not null && !backend.NamesDeploymentInPath(path) && backend.MapModel(model) is { } mapped
-                    ? json!.WithModel(mapped) ?? replay
-                    : replay;
-                request.Body = new MemoryStream(body, writable: false);
-                request.ContentLength = body.Length;
-                request.Headers.TransferEncoding = StringValues.Empty;
-            }
-
-            var mayFailOver = replayable && tried.Count < failover.MaxAttempts && pool.HasAnother(tried);
-            var call = new UpstreamCall(backend, target, credential.Value, mayFailOver ? route.RetryOnStatus : null, pool.Now);
-            metering.Forwarding(backend.Name);
-            ForwarderError error;
-            var started = Stopwatch.GetTimestamp();
-            using (var span = FuncProxyMetrics.ActivitySource.StartActivity("funcproxy.attempt"))
-            {
-                span?.SetTag("funcproxy.upstream", route.Name);
-                span?.SetTag("funcproxy.backend", backend.Name);
-                span?.SetTag("funcproxy.attempt", attempt);
-                span?.SetTag("server.address", target.Host);
-                if (route.Provider is { } provider)
-                {
-                    span?.SetTag("gen_ai.provider.name", provider);
-                }
-                error = await _forwarder.SendAsync(context, backend.Origin, _invoker.Invoker, backend.RequestConfig, call).ConfigureAwait(false);
-                span?.SetTag("http.response.status_code", call.UpstreamStatus);
-                var outcome = call.CredentialRejected ? "credential_rejected" : call.HeldBack ? "failed_over" : error == ForwarderError.None ? "answered" : error.ToString();
-                span?.SetTag("funcproxy.outcome", outcome);
-                if (call.HeldBack || error != ForwarderError.None)
-                {
-                    span?.SetStatus(ActivityStatusCode.Error, outcome);
-                }
-                _metrics.BackendRequest(route.Name, backend.Name, outcome, call.UpstreamStatus);
-            }
-            _metrics.UpstreamDuration(route.Name, call.UpstreamStatus, Stopwatch.GetElapsedTime(started));
-
-            if (call.CredentialRejected)
-            {
-                backend.Breaker.Released(isProbe);
-                var fresh = await RenewCredentialAsync(context, backend, credential).ConfigureAwait(false);
-                if (!credentialRetried && replayable && fresh is not null && fresh != credential.Value)
-                {
-                    Log.RetryingWithFreshCredential(_logger, route.Name, backend.Name);
-                    credentialRetried = true;
-                    pinned = backend;
-                    Reset(context, kept);
-                    attempt--;
-                    continue;
-                }
-                Log.CredentialRejected(_logger, route.Name, backend.Name);
-                lastFailure = new(FailureKind.CredentialRejected);
-                if (mayFailOver && pool.HasAnother(tried))
-                {
-                    _metrics.Failover(route.Name, backend.Name, "credential_rejected");
-                    Reset(context, kept);
-                    continue;
-                }
-                return await AnswerAsync(context, route, key, lastFailure).ConfigureAwait(false);
-            }
-
-            if (call.HeldBack)
-            {
-                Judge(route, backend, isProbe, failed: true, call.RetryAfter);
-                Log.FailingOver(_logger, key.Id, route.Name, backend.Name, call.UpstreamStatus ?? 0);
-                _metrics.Failover(route.Name, backend.Name, call.UpstreamStatus!.Value.ToString(CultureInfo.InvariantCulture));
-                lastFailure = new(FailureKind.HeldBack, Status: call.UpstreamStatus.Value, RetryAfter: call.RetryAfter);
-                Reset(context, kept);
-                continue;
-            }
-
-            if (error == ForwarderError.None)
-            {
-                var failed = call.UpstreamStatus is { } answered && route.RetryOnStatus.Contains(answered);
-                Judge(route, backend, isProbe, failed, call.RetryAfter);
-                return null;
-            }
-
-            var bodyTooLarge = limit?.LimitExceeded == true;
-            var beforeResponse = !context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested && !bodyTooLarge
-                && error is ForwarderError.Request or ForwarderError.RequestTimedOut or ForwarderError.ResponseHeaders;
-            if (!beforeResponse)
-            {
-                // The client went away, sent a bad body, or the answer broke after it began: nothing to fail over.
-                if (error is ForwarderError.ResponseBodyDestination && !context.RequestAborted.IsCancellationRequested)
-                {
-                    Judge(route, backend, isProbe, failed: true, retryAfter: null);
-                }
-                else
+                var credential = await GetCredentialAsync(context, backend).ConfigureAwait(false);
+                if (credential.Refusal is { } refusal)
                 {
                     backend.Breaker.Released(isProbe);
+                    if (refusal == "client_gone")
+                    {
+                        return refusal;
+                    }
+                    lastFailure = new(FailureKind.Credential, backend, refusal);
+                    if (replayable && tried.Count < failover.MaxAttempts && pool.HasAnother(tried))
+                    {
+                        _metrics.Failover(route.Name, backend.Name, refusal);
+                        continue;
+                    }
+                    return await AnswerAsync(context, route, key, lastFailure).ConfigureAwait(false);
                 }
-                await ReportForwardErrorAsync(context, route, key, error, bodyTooLarge).ConfigureAwait(false);
-                return null;
+
+                if (!backend.TryBuildTarget(path, out var target))
+                {
+                    backend.Breaker.Released(isProbe);
+                    await Problem.WriteAsync(context, StatusCodes.Status400BadRequest, "invalid_path", "Bad Request",
+                        "The request path is not allowed: no dot segments, backslashes, encoded slashes or control characters.").ConfigureAwait(false);
+                    return "invalid_path";
+                }
+                if (replay is not null)
+                {
+                    var body = model is not null && !backend.NamesDeploymentInPath(path) && backend.MapModel(model) is { } mapped
+                        ? json!.WithModel(mapped) ?? replay
+                        : replay;
+                    request.Body = new MemoryStream(body, writable: false);
+                    request.ContentLength = body.Length;
+                    request.Headers.TransferEncoding = StringValues.Empty;
+                }
+
+                var mayFailOver = replayable && tried.Count < failover.MaxAttempts && pool.HasAnother(tried);
+                var call = new UpstreamCall(backend, target, credential.Value, mayFailOver ? route.RetryOnStatus : null, pool.Now);
+                metering.Forwarding(backend.Name);
+                ForwarderError error;
+                var started = Stopwatch.GetTimestamp();
+                using (var span = FuncProxyMetrics.ActivitySource.StartActivity("funcproxy.attempt"))
+                {
+                    span?.SetTag("funcproxy.upstream", route.Name);
+                    span?.SetTag("funcproxy.backend", backend.Name);
+                    span?.SetTag("funcproxy.attempt", attempt);
+                    span?.SetTag("server.address", target.Host);
+                    if (route.Provider is { } provider)
+                    {
+                        span?.SetTag("gen_ai.provider.name", provider);
+                    }
+                    error = await _forwarder.SendAsync(context, backend.Origin, _invoker.Invoker, backend.RequestConfig, call).ConfigureAwait(false);
+                    span?.SetTag("http.response.status_code", call.UpstreamStatus);
+                    var outcome = call.CredentialRejected ? "credential_rejected" : call.HeldBack ? "failed_over" : error == ForwarderError.None ? "answered" : error.ToString();
+                    span?.SetTag("funcproxy.outcome", outcome);
+                    if (call.HeldBack || error != ForwarderError.None)
+                    {
+                        span?.SetStatus(ActivityStatusCode.Error, outcome);
+                    }
+                    _metrics.BackendRequest(route.Name, backend.Name, outcome, call.UpstreamStatus);
+                }
+                _metrics.UpstreamDuration(route.Name, call.UpstreamStatus, Stopwatch.GetElapsedTime(started));
+
+                if (call.CredentialRejected)
+                {
+                    backend.Breaker.Released(isProbe);
+                    var fresh = await RenewCredentialAsync(context, backend, credential).ConfigureAwait(false);
+                    if (!credentialRetried && replayable && fresh is not null && fresh != credential.Value)
+                    {
+                        Log.RetryingWithFreshCredential(_logger, route.Name, backend.Name);
+                        credentialRetried = true;
+                        pinned = backend;
+                        Reset(context, kept.AsSpan(0, keptCount));
+                        attempt--;
+                        continue;
+                    }
+                    Log.CredentialRejected(_logger, route.Name, backend.Name);
+                    lastFailure = new(FailureKind.CredentialRejected);
+                    if (mayFailOver && pool.HasAnother(tried))
+                    {
+                        _metrics.Failover(route.Name, backend.Name, "credential_rejected");
+                        Reset(context, kept.AsSpan(0, keptCount));
+                        continue;
+                    }
+                    return await AnswerAsync(context, route, key, lastFailure).ConfigureAwait(false);
+                }
+
+                if (call.HeldBack)
+                {
+                    Judge(route, backend, isProbe, failed: true, call.RetryAfter);
+                    Log.FailingOver(_logger, key.Id, route.Name, backend.Name, call.UpstreamStatus ?? 0);
+                    _metrics.Failover(route.Name, backend.Name, call.UpstreamStatus!.Value.ToString(CultureInfo.InvariantCulture));
+                    lastFailure = new(FailureKind.HeldBack, Status: call.UpstreamStatus.Value, RetryAfter: call.RetryAfter);
+                    Reset(context, kept.AsSpan(0, keptCount));
+                    continue;
+                }
+
+                if (error == ForwarderError.None)
+                {
+                    var failed = call.UpstreamStatus is { } answered && route.RetryOnStatus.Contains(answered);
+                    Judge(route, backend, isProbe, failed, call.RetryAfter);
+                    return null;
+                }
+
+                var bodyTooLarge = limit?.LimitExceeded == true;
+                var beforeResponse = !context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested && !bodyTooLarge
+                    && error is ForwarderError.Request or ForwarderError.RequestTimedOut or ForwarderError.ResponseHeaders;
+                if (!beforeResponse)
+                {
+                    // The client went away, sent a bad body, or the answer broke after it began: nothing to fail over.
+                    if (error is ForwarderError.ResponseBodyDestination && !context.RequestAborted.IsCancellationRequested)
+                    {
+                        Judge(route, backend, isProbe, failed: true, retryAfter: null);
+                    }
+                    else
+                    {
+                        backend.Breaker.Released(isProbe);
+                    }
+                    await ReportForwardErrorAsync(context, route, key, error, bodyTooLarge).ConfigureAwait(false);
+                    return null;
+                }
+                Judge(route, backend, isProbe, failed: true, retryAfter: null);
+                lastFailure = new(FailureKind.ForwardError, Error: error);
+                if (!mayFailOver)
+                {
+                    return await AnswerAsync(context, route, key, lastFailure).ConfigureAwait(false);
+                }
+                Log.FailingOverAfterError(_logger, key.Id, route.Name, backend.Name, error);
+                _metrics.Failover(route.Name, backend.Name, error.ToString());
+                Reset(context, kept.AsSpan(0, keptCount));
             }
-            Judge(route, backend, isProbe, failed: true, retryAfter: null);
-            lastFailure = new(FailureKind.ForwardError, Error: error);
-            if (!mayFailOver)
-            {
-                return await AnswerAsync(context, route, key, lastFailure).ConfigureAwait(false);
-            }
-            Log.FailingOverAfterError(_logger, key.Id, route.Name, backend.Name, error);
-            _metrics.Failover(route.Name, backend.Name, error.ToString());
-            Reset(context, kept);
+        }
+        finally
+        {
+            ArrayPool<KeyValuePair<string, StringValues>>.Shared.Return(kept, clearArray: true);
         }
     }
 
@@ -280,7 +291,7 @@ public sealed partial class PoolForwarder
     }
 
     /// <summary>A failed attempt's status and headers go; what the gateway had set before the first attempt comes back.</summary>
-    private static void Reset(HttpContext context, KeyValuePair<string, StringValues>[] kept)
+    private static void Reset(HttpContext context, ReadOnlySpan<KeyValuePair<string, StringValues>> kept)
     {
         context.Response.Clear();
         foreach (var (name, value) in kept)

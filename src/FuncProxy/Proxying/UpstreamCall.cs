@@ -65,27 +65,34 @@ internal sealed class UpstreamCall : HttpTransformer
             headers.Remove(option);
             proxyRequest.Content?.Headers.Remove(option);
         }
-        // Collected first (a header collection cannot change while it is enumerated); no list when nothing is stripped.
-        List<string>? stripped = null;
-        foreach (var header in headers.NonValidated)
+        // One at a time (a header collection cannot change while it is enumerated): a request carries one or two of them
+        // (its key), so a few short walks cost less than a list per call.
+        while (FirstStripped(headers) is { } name)
         {
-            if (RequestHygiene.IsStrippedHeader(header.Key))
+            if (!headers.Remove(name))
             {
-                (stripped ??= []).Add(header.Key);
+                break;
             }
-        }
-        foreach (var name in stripped ?? [])
-        {
-            headers.Remove(name);
         }
         headers.Remove(_backend.AuthHeader);
         headers.Host = null;
         if (_credential is not null)
         {
-            var value = _backend.AuthScheme.Length == 0 ? _credential : string.Concat(_backend.AuthScheme, " ", _credential);
-            headers.TryAddWithoutValidation(_backend.AuthHeader, value);
+            headers.TryAddWithoutValidation(_backend.AuthHeader, _backend.AuthHeaderValue(_credential));
         }
         proxyRequest.RequestUri = _target;
+    }
+
+    private static string? FirstStripped(HttpRequestHeaders headers)
+    {
+        foreach (var header in headers.NonValidated)
+        {
+            if (RequestHygiene.IsStrippedHeader(header.Key))
+            {
+                return header.Key;
+            }
+        }
+        return null;
     }
 
     public override ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)

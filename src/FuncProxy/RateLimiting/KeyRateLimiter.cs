@@ -12,7 +12,8 @@ namespace FuncProxy.RateLimiting;
 /// <see cref="KeyRecord.ModelLimits"/> pattern that applies to its model (null: none), and its most expensive outcome in
 /// micro-dollars (0 when no budget applies).
 /// </summary>
-public sealed record LimitRequest(KeyRecord Key, long Tokens, string? ModelPattern = null, long CostMicroUsd = 0);
+/// <remarks>A value, not an object: one is made for every limited call.</remarks>
+public readonly record struct LimitRequest(KeyRecord Key, long Tokens, string? ModelPattern = null, long CostMicroUsd = 0);
 
 /// <summary>
 /// Every policy of every key on this instance, as one <see cref="PartitionedRateLimiter{TResource}"/>: the partition is the
@@ -64,14 +65,14 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
 
     public override RateLimiterStatistics? GetStatistics(LimitRequest resource)
     {
-        ArgumentNullException.ThrowIfNull(resource);
+        ArgumentNullException.ThrowIfNull(resource.Key);
         var policies = _policies.For(resource.Key);
         return policies.Count == 0 ? null : LimiterFor(resource.Key.Id, policies[0]).GetStatistics();
     }
 
     protected override RateLimitLease AttemptAcquireCore(LimitRequest resource, int permitCount)
     {
-        ArgumentNullException.ThrowIfNull(resource);
+        ArgumentNullException.ThrowIfNull(resource.Key);
         var policies = _policies.For(resource.Key, resource.ModelPattern);
         var decisions = new PolicyDecision[policies.Count];
         for (var i = 0; i < decisions.Length; i++)
@@ -89,7 +90,7 @@ public sealed class KeyRateLimiter : PartitionedRateLimiter<LimitRequest>
 
     protected override async ValueTask<RateLimitLease> AcquireAsyncCore(LimitRequest resource, int permitCount, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(resource);
+        ArgumentNullException.ThrowIfNull(resource.Key);
         var policies = _policies.For(resource.Key, resource.ModelPattern);
         // An array and an index, not a List and an enumerator: this runs on every limited call.
         var decisions = new PolicyDecision[policies.Count];
