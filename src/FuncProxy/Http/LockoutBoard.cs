@@ -75,7 +75,9 @@ public sealed partial class LockoutBoard : BackgroundService
     public bool IsLockedOut(string scope, string address, out TimeSpan retryAfter)
     {
         retryAfter = TimeSpan.Zero;
-        if (_learned.IsEmpty || !_learned.TryGetValue((scope, address), out var until))
+        // TryGetValue alone: it takes no lock, while IsEmpty takes every lock of the dictionary when it is empty (the usual
+        // case), which every call contended for.
+        if (!_learned.TryGetValue((scope, address), out var until))
         {
             return false;
         }

@@ -68,11 +68,15 @@ public sealed partial class KeyRecordCache
         var options = _options.CurrentValue.Keys;
         var ttl = options.CacheDuration;
         var now = _time.GetTimestamp();
-        if (_entries.Count >= MaxEntries)
+        if (!_entries.TryGetValue(id, out var entry))
         {
-            Prune(now, ttl + options.StaleIfErrorFor);
+            // Count takes every lock of the dictionary: only when a new id is added, not on every call.
+            if (_entries.Count >= MaxEntries)
+            {
+                Prune(now, ttl + options.StaleIfErrorFor);
+            }
+            entry = _entries.GetOrAdd(id, static _ => new Entry());
         }
-        var entry = _entries.GetOrAdd(id, static _ => new Entry());
         Task<KeyRecord?> pending;
         lock (entry)
         {

@@ -273,7 +273,8 @@ public sealed partial class ProxyHandler
         if (price is null && call.HasBody)
         {
             _metrics.Unpriced(route.Name, model);
-            if (_unpricedLogged.Count < 1000 && _unpricedLogged.TryAdd((route.Name, model ?? ""), 0))
+            // ContainsKey first: it takes no lock, while Count takes all of the dictionary's (every unpriced call did).
+            if (!_unpricedLogged.ContainsKey((route.Name, model ?? "")) && _unpricedLogged.Count < 1000 && _unpricedLogged.TryAdd((route.Name, model ?? ""), 0))
             {
                 Log.UnpricedModel(_logger, model ?? "(none)", route.Name);
             }
