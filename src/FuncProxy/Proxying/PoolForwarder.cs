@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using FuncProxy.Backends;
 using FuncProxy.Http;
 using FuncProxy.Keys;
@@ -52,7 +53,9 @@ public sealed partial class PoolForwarder
     }
 
     /// <returns>Null when the call was forwarded (whatever the backend answered); otherwise why the gateway answered itself.</returns>
-    internal async Task<string?> ForwardAsync(HttpContext context, UpstreamRoute route, UpstreamPath path, KeyRecord key, Metering metering, RequestBodyLimitStream? limit)
+    /// <remarks>Its state machine comes from the runtime's pool when one is free, as <see cref="ProxyHandler"/>'s does: the one caller awaits it once.</remarks>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    internal async ValueTask<string?> ForwardAsync(HttpContext context, UpstreamRoute route, UpstreamPath path, KeyRecord key, Metering metering, RequestBodyLimitStream? limit)
     {
         var request = context.Request;
         var pool = route.Pool;
