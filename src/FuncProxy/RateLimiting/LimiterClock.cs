@@ -26,11 +26,20 @@ public sealed class LimiterClock
     private readonly object _gate = new();
     private readonly DateTimeOffset _startUtc;
     private readonly long _startTimestamp;
-    private bool _observed;
-    private long _lowTicks;          // offset lower bound, as of _boundsAtTicks (local)
-    private long _highTicks;         // offset upper bound, as of _boundsAtTicks (local)
-    private long _boundsAtTicks;
+    // The offset's bounds, replaced whole under _gate by Observe and read without a lock (every limited call reads the
+    // clock a few times; a shared lock there was contended by every call in flight). Null until storage has answered.
+    private Bounds? _bounds;
     private long _lastIssuedTicks = long.MinValue;
+
+    /// <summary>The offset's lower and upper bounds (ticks) as of local time <paramref name="At"/>; they widen with age by <see cref="MaxDriftRate"/>.</summary>
+    private sealed record Bounds(long Low, long High, long At)
+    {
+        private long Drift(long localTicks) => (long)(Math.Max(0, localTicks - At) * MaxDriftRate);
+
+        public long AgedLow(long localTicks) => Low - Drift(localTicks);
+
+        public long AgedHigh(long localTicks) => High + Drift(localTicks);
+    }
 
     public LimiterClock(TimeProvider time, bool useServerTime = true)
     {
@@ -53,10 +62,8 @@ public sealed class LimiterClock
     {
         get
         {
-            lock (_gate)
-            {
-                return TimeSpan.FromTicks(_observed ? AgedLowLocked(LocalNow.UtcTicks) : 0);
-            }
+            var bounds = Volatile.Read(ref _bounds);
+            return TimeSpan.FromTicks(bounds is null ? 0 : bounds.AgedLow(LocalNow.UtcTicks));
         }
     }
 
@@ -68,15 +75,12 @@ public sealed class LimiterClock
     {
         get
         {
-            lock (_gate)
+            if (Volatile.Read(ref _bounds) is not { } bounds)
             {
-                if (!_observed)
-                {
-                    return TimeSpan.MaxValue;
-                }
-                var now = LocalNow.UtcTicks;
-                return TimeSpan.FromTicks(AgedHighLocked(now) - AgedLowLocked(now));
+                return TimeSpan.MaxValue;
             }
+            var now = LocalNow.UtcTicks;
+            return TimeSpan.FromTicks(bounds.AgedHigh(now) - bounds.AgedLow(now));
         }
     }
 
@@ -92,16 +96,13 @@ public sealed class LimiterClock
             if (UsesServerTime)
             {
                 var local = LocalNow.UtcTicks;
-                lock (_gate)
+                if (Volatile.Read(ref _bounds) is not { } bounds)
                 {
-                    if (!_observed)
-                    {
-                        // No bounds yet: the local clock (monotonic by itself), not recorded as a floor. A floor set by a
-                        // local clock that is ahead of storage's would hold the clock early after the first answer.
-                        return new DateTimeOffset(local, TimeSpan.Zero);
-                    }
-                    candidate = local + AgedLowLocked(local);
+                    // No bounds yet: the local clock (monotonic by itself), not recorded as a floor. A floor set by a
+                    // local clock that is ahead of storage's would hold the clock early after the first answer.
+                    return new DateTimeOffset(local, TimeSpan.Zero);
                 }
+                candidate = local + bounds.AgedLow(local);
             }
             else
             {
@@ -144,25 +145,19 @@ public sealed class LimiterClock
         var at = receivedLocal.UtcTicks;
         lock (_gate)
         {
-            if (!_observed)
+            if (_bounds is not { } bounds)
             {
-                (_lowTicks, _highTicks, _boundsAtTicks, _observed) = (low, high, at, true);
+                Volatile.Write(ref _bounds, new Bounds(low, high, at));
                 return;
             }
-            var newLow = Math.Max(AgedLowLocked(at), low);
-            var newHigh = Math.Min(AgedHighLocked(at), high);
+            var newLow = Math.Max(bounds.AgedLow(at), low);
+            var newHigh = Math.Min(bounds.AgedHigh(at), high);
             if (newLow > newHigh)
             {
                 // The bounds contradict each other: one of the clocks stepped. Start over from this sample.
                 (newLow, newHigh) = (low, high);
             }
-            (_lowTicks, _highTicks, _boundsAtTicks) = (newLow, newHigh, Math.Max(at, _boundsAtTicks));
+            Volatile.Write(ref _bounds, new Bounds(newLow, newHigh, Math.Max(at, bounds.At)));
         }
     }
-
-    private long Drift(long localTicks) => (long)(Math.Max(0, localTicks - _boundsAtTicks) * MaxDriftRate);
-
-    private long AgedLowLocked(long localTicks) => _lowTicks - Drift(localTicks);
-
-    private long AgedHighLocked(long localTicks) => _highTicks + Drift(localTicks);
 }
