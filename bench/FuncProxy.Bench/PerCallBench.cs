@@ -40,7 +40,7 @@ internal static class PerCallBench
         var concurrency = Option(args, "--concurrency", 32);
         var seconds = Option(args, "--seconds", 5);
         var rounds = Option(args, "--rounds", 3);
-        var warmup = Option(args, "--warmup", 5);
+        var warmup = Option(args, "--warmup", 10);
         var threads = Option(args, "--wrk-threads", 2);
         var nginxWorkers = StringOption(args, "--nginx-workers") ?? "1";
         var serveSeconds = Option(args, "--serve-seconds", 0);
