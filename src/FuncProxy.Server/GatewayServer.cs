@@ -174,6 +174,9 @@ public static partial class GatewayServer
         configure?.Invoke(builder);
         var app = builder.Build();
         app.UseFuncProxyRequestLimits();
+        // Client calls go straight to the proxy; routing (here, after it) serves the management API, health and the 404s.
+        app.UseFuncProxyCalls();
+        app.UseRouting();
         app.MapFuncProxy();
         app.Lifetime.ApplicationStarted.Register(() => PrintBanner(app));
         return app;

@@ -24,6 +24,10 @@ public sealed class UpstreamCatalog
 
     public UpstreamRoute? Find(string? name) => name is not null && _routes.TryGetValue(name, out var route) ? route : null;
 
+    /// <summary>The configured name for <paramref name="name"/> (any case), or null: a lookup that makes no string.</summary>
+    internal string? NameOf(ReadOnlySpan<char> name) =>
+        _routes.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(name, out var route) ? route.Name : null;
+
     public static bool IsValidName(string? name) =>
         name is { Length: > 0 and <= 64 } && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_');
 }
