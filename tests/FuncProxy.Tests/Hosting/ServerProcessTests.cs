@@ -161,11 +161,7 @@ public sealed partial class ServerProcessTests : IAsyncLifetime
     private static async Task CallAsync(int port, string key)
     {
         using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/stub/chat/completions")
-        {
-            Content = new StringContent("""{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}""", Encoding.UTF8, "application/json"),
-        };
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        using var request = ChatRequest(key);
         using var response = await client.SendAsync(request);
         Assert.Equal(200, (int)response.StatusCode);
         _ = await response.Content.ReadAsStringAsync();
@@ -201,16 +197,23 @@ public sealed partial class ServerProcessTests : IAsyncLifetime
         }
     }
 
+    /// <summary>A chat completion through the server's <c>stub</c> upstream with <paramref name="key"/>.</summary>
+    private static HttpRequestMessage ChatRequest(string key)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "/api/stub/chat/completions")
+        {
+            Content = new StringContent("""{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}""", Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return request;
+    }
+
     // One call through the server; the request headers the provider stub saw.
     private async Task<IReadOnlyDictionary<string, string>> CallRecordedAsync(int port, string key, string? traceParent)
     {
         var before = _stub.Requests.Count;
         using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/stub/chat/completions")
-        {
-            Content = new StringContent("""{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}""", Encoding.UTF8, "application/json"),
-        };
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        using var request = ChatRequest(key);
         if (traceParent is not null)
         {
             request.Headers.TryAddWithoutValidation("traceparent", traceParent);

@@ -122,22 +122,7 @@ public sealed class AzuriteProcess : IAsyncDisposable
     static AzuriteProcess() => AppDomain.CurrentDomain.ProcessExit += (_, _) => KillAll();
 
     /// <summary>Kills every Azurite a test started that is still running (at the end of the run, from the test framework's disposal).</summary>
-    public static void KillAll()
-    {
-        foreach (var p in Running.Values)
-        {
-            try
-            {
-                if (!p.HasExited)
-                {
-                    p.Kill(entireProcessTree: true);
-                }
-            }
-            catch (InvalidOperationException)
-            {
-            }
-        }
-    }
+    public static void KillAll() => ChildProcess.KillTrees(Running.Values);
 
     public async ValueTask DisposeAsync()
     {

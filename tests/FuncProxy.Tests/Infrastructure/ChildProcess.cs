@@ -218,9 +218,12 @@ public sealed class ChildProcess : IAsyncDisposable
     }
 
     /// <summary>Kills every process started through this class that is still running, with its children.</summary>
-    public static void KillAll()
+    public static void KillAll() => KillTrees(Running.Values);
+
+    /// <summary>Kills each of <paramref name="processes"/> still running, with its children (one that exits meanwhile is skipped).</summary>
+    internal static void KillTrees(IEnumerable<Process> processes)
     {
-        foreach (var p in Running.Values)
+        foreach (var p in processes)
         {
             try
             {
