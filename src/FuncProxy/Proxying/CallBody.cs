@@ -420,6 +420,25 @@ internal sealed class PeekedRequestBody(ReadOnlyMemory<byte> prefix, Stream rest
         _prefix = prefix;
     }
 
+    /// <summary>
+    /// Takes the whole body at once when the read-ahead is all of it (an array of exactly <paramref name="contentLength"/>
+    /// bytes, nothing replayed yet): what would otherwise be read again into an array of that size. The stream is then at its end.
+    /// </summary>
+    public bool TryTakeWhole(long? contentLength, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out byte[]? whole)
+    {
+        whole = null;
+        if (_started || contentLength != _prefix.Length
+            || !System.Runtime.InteropServices.MemoryMarshal.TryGetArray(_prefix, out var segment)
+            || segment.Offset != 0 || segment.Count != segment.Array!.Length)
+        {
+            return false;
+        }
+        _started = true;
+        _prefix = ReadOnlyMemory<byte>.Empty;
+        whole = segment.Array;
+        return true;
+    }
+
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)

@@ -64,7 +64,7 @@ public sealed partial class PoolForwarder
         // The body, in memory when the call may need it again (another backend, a refreshed credential, a mapped model).
         byte[]? replay = null;
         var replayable = limit is null;
-        if (limit is not null && NeedsBodyInMemory(route))
+        if (limit is not null && route.KeepsBodyForReplay)
         {
             try
             {
@@ -81,7 +81,7 @@ public sealed partial class PoolForwarder
         }
         // The replayed body (already edited once by the read-ahead: alias, include_usage) is parsed whole for its model when a
         // backend maps models to deployments; CallBody is the one JSON model reader and rewriter.
-        var json = replay is not null && CallBody.IsJson(request.ContentType) && pool.Backends.Any(b => b.Deployments.Count > 0)
+        var json = replay is not null && route.MapsModels && CallBody.IsJson(request.ContentType)
             ? CallBody.Parse(replay, replay.Length, complete: true)
             : null;
         var model = json?.Model;
@@ -253,16 +253,17 @@ public sealed partial class PoolForwarder
         }
     }
 
-    private static bool NeedsBodyInMemory(UpstreamRoute route) =>
-        (route.Pool.Backends.Count > 1 && route.Failover.MaxAttempts > 1)
-        || route.Pool.Backends.Any(b => b.Auth != BackendAuth.None || b.Deployments.Count > 0);
-
     /// <summary>Reads the body into memory up to <paramref name="max"/> bytes. Past it: the bytes read go first, the rest streams, and the call is not replayable.</summary>
     private static async ValueTask<(byte[] Bytes, bool Replayable)> CaptureAsync(HttpRequest request, long max, CancellationToken cancellationToken)
     {
         if (request.ContentLength > max)
         {
             return ([], false);
+        }
+        if (request.Body is PeekedRequestBody peeked && peeked.TryTakeWhole(request.ContentLength, out var whole))
+        {
+            // The read-ahead (CallBody) already holds the whole body, as edited: kept as it is, not read again.
+            return (whole, true);
         }
         if (request.ContentLength is { } length)
         {

@@ -115,7 +115,8 @@ public sealed class UpstreamPath
             }
         }
         // Routing has decoded the path once; what still looks encoded here was encoded twice, a classic traversal trick.
-        return !(segment.Contains("%2e", StringComparison.OrdinalIgnoreCase)
+        // (Most segments hold no '%' at all: one vectorised search settles them.)
+        return !segment.Contains('%') || !(segment.Contains("%2e", StringComparison.OrdinalIgnoreCase)
             || segment.Contains("%2f", StringComparison.OrdinalIgnoreCase)
             || segment.Contains("%5c", StringComparison.OrdinalIgnoreCase));
     }

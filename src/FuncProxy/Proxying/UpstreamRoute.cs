@@ -27,6 +27,8 @@ public sealed class UpstreamRoute
             }, timeout, root.Storage.ManagedIdentityClientId, options.Breaker)];
         Pool = new BackendPool(backends, now);
         IsPool = options.Backends.Count > 0;
+        MapsModels = backends.Any(b => b.Deployments.Count > 0);
+        KeepsBodyForReplay = (backends.Count > 1 && Failover.MaxAttempts > 1) || MapsModels || backends.Any(b => b.Auth != BackendAuth.None);
         Provider = options.Provider ?? InferProvider(backends);
         Cors = CrossOrigin.BuildPolicy(options.Cors);
     }
@@ -43,6 +45,15 @@ public sealed class UpstreamRoute
     public string? Provider { get; }
 
     public long MaxRequestBodyBytes { get; }
+
+    /// <summary>True when a backend maps models to deployments (the body is then parsed whole for its model, per attempt).</summary>
+    internal bool MapsModels { get; }
+
+    /// <summary>
+    /// True when a call may need its body again: another backend to fail over to, a credential to refresh after a 401, or
+    /// a model to map. The body is then kept in memory (see <see cref="PoolForwarder"/>). Known once, not asked per call.
+    /// </summary>
+    internal bool KeepsBodyForReplay { get; }
 
     /// <summary>Who may call this upstream from a browser on another origin (<see cref="CrossOrigin"/>); null: nobody.</summary>
     public Microsoft.AspNetCore.Cors.Infrastructure.CorsPolicy? Cors { get; }

@@ -74,17 +74,20 @@ public sealed class KeyPolicies
     private readonly ConditionalWeakTable<KeyRecord, LimitPolicy[]> _byRecord = new();
     private readonly ConditionalWeakTable<KeyRecord, System.Collections.Concurrent.ConcurrentDictionary<string, LimitPolicy[]>> _byModel = new();
     private readonly Func<LimitOptions> _defaults;
+    // Made once: a lambda over 'this' written at the call would be a new delegate on every call.
+    private readonly ConditionalWeakTable<KeyRecord, LimitPolicy[]>.CreateValueCallback _build;
 
     public KeyPolicies(Func<LimitOptions> defaults)
     {
         ArgumentNullException.ThrowIfNull(defaults);
         _defaults = defaults;
+        _build = k => Build(k.Limits, _defaults());
     }
 
     public IReadOnlyList<LimitPolicy> For(KeyRecord key)
     {
         ArgumentNullException.ThrowIfNull(key);
-        return _byRecord.GetValue(key, k => Build(k.Limits, _defaults()));
+        return _byRecord.TryGetValue(key, out var policies) ? policies : _byRecord.GetValue(key, _build);
     }
 
     /// <summary>
@@ -99,13 +102,16 @@ public sealed class KeyPolicies
         {
             return own;
         }
-        var byModel = _byModel.GetValue(key, _ => new(StringComparer.Ordinal));
-        return byModel.GetOrAdd(modelPattern, p =>
-        {
-            var suffix = "@" + ModelPattern.KeySafe(p);
-            var extra = Build(limits, new LimitOptions()).Select(x => x with { Name = x.Name + suffix });
-            return [.. own, .. extra];
-        });
+        var byModel = _byModel.GetValue(key, static _ => new(StringComparer.Ordinal));
+        return byModel.TryGetValue(modelPattern, out var policies) ? policies : byModel.GetOrAdd(modelPattern, WithModelLimits(own, limits, modelPattern));
+    }
+
+    // Apart from For: a lambda there capturing its locals would allocate their closure on every call, found or not.
+    private static LimitPolicy[] WithModelLimits(IReadOnlyList<LimitPolicy> own, KeyLimits limits, string pattern)
+    {
+        var suffix = "@" + ModelPattern.KeySafe(pattern);
+        var extra = Build(limits, new LimitOptions()).Select(x => x with { Name = x.Name + suffix });
+        return [.. own, .. extra];
     }
 
     /// <summary>The key's <see cref="KeyRecord.ModelLimits"/> pattern that applies to <paramref name="model"/>, or null.</summary>
