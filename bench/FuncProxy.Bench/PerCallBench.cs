@@ -22,6 +22,7 @@ internal static class PerCallBench
     private const string Body = """{"model":"gpt-bench","messages":[{"role":"user","content":"Say hello."}]}""";
     private const string BareYarp = "bare YARP";
     private const string FuncProxyName = "FuncProxy+limits";
+    private const string FuncProxyUnlimited = "FuncProxy, no limits";
     private const string Nginx = "nginx proxy";
 
     private sealed record Target(string Name, string Url, string? ClientKey, ServerProcess Server, string Configured);
@@ -29,7 +30,7 @@ internal static class PerCallBench
     /// <summary>A server process whose CPU time (with its children's: nginx workers) and, for .NET, allocations are read.</summary>
     private sealed record ServerProcess(ChildProcess Process, string? AllocationFile);
 
-    private sealed record RoundResult(string Name, long Requests, long Errors, double Seconds, double P50Ms, double P99Ms, double CpuUsPerCall,
+    private sealed record RoundResult(string Name, long Requests, long Errors, double Seconds, double P50Ms, double P99Ms, double CpuUsPerCall, double UserUsPerCall,
         double? BytesPerCall, double StubCpuUsPerCall, string Load)
     {
         public double RequestsPerSecond => Requests / Seconds;
@@ -39,7 +40,7 @@ internal static class PerCallBench
     {
         var concurrency = Option(args, "--concurrency", 32);
         var seconds = Option(args, "--seconds", 5);
-        var rounds = Option(args, "--rounds", 3);
+        var rounds = Option(args, "--rounds", 5);
         var warmup = Option(args, "--warmup", 10);
         var threads = Option(args, "--wrk-threads", 2);
         var nginxWorkers = StringOption(args, "--nginx-workers") ?? "1";
@@ -75,7 +76,7 @@ internal static class PerCallBench
                 new Dictionary<string, string>(), yarpPort, hook, scratch.FullName);
             children.Add(yarp.Process);
 
-            var (gateway, gatewayPort, key) = await StartFuncProxyAsync(serverDll, azurite.ConnectionString, origin, hook, scratch.FullName);
+            var (gateway, gatewayPort, key, unlimitedKey) = await StartFuncProxyAsync(serverDll, azurite.ConnectionString, origin, hook, scratch.FullName);
             children.Add(gateway.Process);
 
             var targets = new List<Target>
@@ -84,6 +85,8 @@ internal static class PerCallBench
                     "Kestrel + YARP IHttpForwarder (HttpTransformer.Default), FuncProxy's UpstreamInvoker (same SocketsHttpHandler settings), no logging, own process"),
                 new(FuncProxyName, Inv($"http://127.0.0.1:{gatewayPort}/api/stub/chat/completions"), key, gateway,
                     "FuncProxy.Server (Release, own process, Logging:Default=Warning), key minted with 'keys create --limit requestsPerMinute=100000000 --limit tokensPerMinute=100000000000' on Azurite"),
+                new(FuncProxyUnlimited, Inv($"http://127.0.0.1:{gatewayPort}/api/stub/chat/completions"), unlimitedKey, gateway,
+                    "the same FuncProxy.Server process, a key minted without limits (no policy, no token estimate or reservation; the rest of the path as above)"),
             };
             var nginx = await StartNginxAsync(scratch.FullName, stubPort, nginxWorkers, skipped);
             if (nginx is not null)
@@ -129,7 +132,7 @@ internal static class PerCallBench
                 {
                     var r = await RunWrkAsync(wrk, threads, concurrency, seconds, t, scripts[t.Name], stub);
                     results[t.Name].Add(r);
-                    Console.WriteLine(Inv($"  round {round + 1} {r.Name,-17} {r.RequestsPerSecond,8:F0} req/s  p50 {r.P50Ms,6:F2} ms  p99 {r.P99Ms,6:F2} ms  CPU {r.CpuUsPerCall,6:F1} µs/call  {(r.BytesPerCall is { } b ? Inv($"{b,7:F0} B/call") : "      - B/call")}  stub {r.StubCpuUsPerCall,5:F1} µs/call  errors {r.Errors}  load {r.Load}"));
+                    Console.WriteLine(Inv($"  round {round + 1} {r.Name,-17} {r.RequestsPerSecond,8:F0} req/s  p50 {r.P50Ms,6:F2} ms  p99 {r.P99Ms,6:F2} ms  CPU {r.CpuUsPerCall,6:F1} µs/call (user {r.UserUsPerCall,5:F1})  {(r.BytesPerCall is { } b ? Inv($"{b,7:F0} B/call") : "      - B/call")}  stub {r.StubCpuUsPerCall,5:F1} µs/call  errors {r.Errors}  load {r.Load}"));
                 }
             }
 
@@ -173,13 +176,13 @@ internal static class PerCallBench
         Console.WriteLine();
         Console.WriteLine("Medians over the rounds:");
         Console.WriteLine();
-        Console.WriteLine("| target | req/s | p50 ms | p99 ms | CPU µs/call | bytes/call | stub CPU µs/call | errors |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine("| target | req/s | p50 ms | p99 ms | CPU µs/call | of it user | bytes/call | stub CPU µs/call | errors |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var t in targets)
         {
             var r = results[t.Name];
             var bytes = r.All(x => x.BytesPerCall is not null) ? Inv($"{Median(r.Select(x => x.BytesPerCall!.Value)):F0}") : "-";
-            Console.WriteLine(Inv($"| {t.Name} | {Median(r.Select(x => x.RequestsPerSecond)):F0} | {Median(r.Select(x => x.P50Ms)):F2} | {Median(r.Select(x => x.P99Ms)):F2} | {Median(r.Select(x => x.CpuUsPerCall)):F1} | {bytes} | {Median(r.Select(x => x.StubCpuUsPerCall)):F1} | {r.Sum(x => x.Errors)} |"));
+            Console.WriteLine(Inv($"| {t.Name} | {Median(r.Select(x => x.RequestsPerSecond)):F0} | {Median(r.Select(x => x.P50Ms)):F2} | {Median(r.Select(x => x.P99Ms)):F2} | {Median(r.Select(x => x.CpuUsPerCall)):F1} | {Median(r.Select(x => x.UserUsPerCall)):F1} | {bytes} | {Median(r.Select(x => x.StubCpuUsPerCall)):F1} | {r.Sum(x => x.Errors)} |"));
         }
         Console.WriteLine();
         var ours = results[FuncProxyName];
@@ -191,9 +194,21 @@ internal static class PerCallBench
         static string Rounds(double[] values, string format) => string.Join(", ", values.Select(v => v.ToString(format, CultureInfo.InvariantCulture)));
         Console.WriteLine("FuncProxy against bare YARP, within each round (median of the rounds):");
         Console.WriteLine(Inv($"  CPU per call: {Rounds(cpu, "F2")} -> {Median(cpu):F2}x (target <= 1.25x)"));
+        // Kernel time per call (sockets, scheduling) is the same work in both: the difference is the user-space part.
+        var userAbove = ours.Zip(bare, (a, b) => a.UserUsPerCall - b.UserUsPerCall).ToArray();
+        var kernelAbove = ours.Zip(bare, (a, b) => (a.CpuUsPerCall - a.UserUsPerCall) - (b.CpuUsPerCall - b.UserUsPerCall)).ToArray();
+        Console.WriteLine(Inv($"  CPU per call above bare YARP: user {Rounds(userAbove, "F1")} -> {Median(userAbove):+0.0;-0.0} µs, kernel {Rounds(kernelAbove, "F1")} -> {Median(kernelAbove):+0.0;-0.0} µs"));
         Console.WriteLine(Inv($"  throughput: {Rounds(throughput, "F2")} -> {Median(throughput):F2}x (target >= 0.80x)"));
         Console.WriteLine(Inv($"  added p50: {Rounds(p50, "F2")} -> {Median(p50):+0.00;-0.00} ms (target <= 0.30 ms)"));
         Console.WriteLine(Inv($"  bytes allocated per call above bare YARP: {Rounds(bytesAbove, "F0")} -> {Median(bytesAbove):F0} B (target <= 2048 B)"));
+        if (results.TryGetValue(FuncProxyUnlimited, out var plain))
+        {
+            // What the limits themselves cost: the same process, key and path, with and without the two policies.
+            var plainCpu = plain.Zip(bare, (a, b) => a.CpuUsPerCall / b.CpuUsPerCall).ToArray();
+            var limitsCpu = ours.Zip(plain, (a, b) => a.CpuUsPerCall / b.CpuUsPerCall).ToArray();
+            var plainBytes = plain.Zip(bare, (a, b) => a.BytesPerCall - b.BytesPerCall ?? double.NaN).ToArray();
+            Console.WriteLine(Inv($"  FuncProxy with a key without limits: CPU per call {Rounds(plainCpu, "F2")} -> {Median(plainCpu):F2}x bare YARP, {Median(plainBytes):F0} B above it; the limits themselves {Median(limitsCpu):F2}x of that"));
+        }
         if (results.TryGetValue(Nginx, out var ng))
         {
             var toNginx = ours.Zip(ng, (a, b) => a.CpuUsPerCall / b.CpuUsPerCall).ToArray();
@@ -206,10 +221,11 @@ internal static class PerCallBench
     {
         var load = File.ReadAllText("/proc/loadavg").Split(' ')[0..3];
         var allocatedBefore = await AllocatedBytesAsync(target.Server);
-        var cpuBefore = ProcessCpu.TreeTicks(target.Server.Process.Id);
+        var cpuBefore = ProcessCpu.TreeTicksSplit(target.Server.Process.Id);
         var stubBefore = ProcessCpu.TreeTicks(stub.Process.Id);
         var run = await ChildProcess.RunAsync(wrk, [Inv($"-t{threads}"), Inv($"-c{concurrency}"), Inv($"-d{seconds}s"), "--timeout", "10s", "-s", script, target.Url]);
-        var cpu = ProcessCpu.TreeTicks(target.Server.Process.Id) - cpuBefore;
+        var cpuAfter = ProcessCpu.TreeTicksSplit(target.Server.Process.Id);
+        var (user, kernel) = (cpuAfter.User - cpuBefore.User, cpuAfter.System - cpuBefore.System);
         var stubCpu = ProcessCpu.TreeTicks(stub.Process.Id) - stubBefore;
         var allocatedAfter = await AllocatedBytesAsync(target.Server);
         var line = run.Output.Split('\n').FirstOrDefault(l => l.StartsWith("PERCALL ", StringComparison.Ordinal))
@@ -222,7 +238,7 @@ internal static class PerCallBench
         }
         var perCall = 1e6 / ProcessCpu.TicksPerSecond / Math.Max(1, requests);
         return new RoundResult(target.Name, requests, statusErrors + socketErrors, durationUs / 1e6, p50Us / 1000.0, p99Us / 1000.0,
-            cpu * perCall, allocatedBefore is null || allocatedAfter is null ? null : (double)(allocatedAfter.Value - allocatedBefore.Value) / Math.Max(1, requests),
+            (user + kernel) * perCall, user * perCall, allocatedBefore is null || allocatedAfter is null ? null : (double)(allocatedAfter.Value - allocatedBefore.Value) / Math.Max(1, requests),
             stubCpu * perCall, string.Join(' ', load));
     }
 
@@ -276,7 +292,7 @@ internal static class PerCallBench
         return new ServerProcess(process, allocationFile);
     }
 
-    private static async Task<(ServerProcess Server, int Port, string Key)> StartFuncProxyAsync(string dll, string connectionString, string origin, string hook, string scratch)
+    private static async Task<(ServerProcess Server, int Port, string Key, string UnlimitedKey)> StartFuncProxyAsync(string dll, string connectionString, string origin, string hook, string scratch)
     {
         var port = AzuriteProcess.FreePort();
         var environment = new Dictionary<string, string>
@@ -300,8 +316,15 @@ internal static class PerCallBench
         }
         using var json = JsonDocument.Parse(created.Output);
         var key = json.RootElement.GetProperty("key").GetString()!;
+        var unlimited = await ChildProcess.RunAsync("dotnet", [dll, "keys", "create", "--name", "bench-percall-unlimited", "--upstream", "stub", "--json"],
+            environment, Path.GetDirectoryName(dll));
+        if (unlimited.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"keys create failed ({unlimited.ExitCode}): {unlimited.Output} {unlimited.Error}");
+        }
+        using var unlimitedJson = JsonDocument.Parse(unlimited.Output);
         var server = await StartDotnetAsync("FuncProxy.Server", [dll], environment, port, hook, scratch);
-        return (server, port, key);
+        return (server, port, key, unlimitedJson.RootElement.GetProperty("key").GetString()!);
     }
 
     private static async Task<(ChildProcess Process, int Port, string Version)?> StartNginxAsync(string scratch, int stubPort, string workers, List<string> skipped)
@@ -382,7 +405,14 @@ internal static class ProcessCpu
 
     public static long TreeTicks(int root)
     {
-        var stats = new List<(int Pid, int Parent, long Ticks)>();
+        var (user, system) = TreeTicksSplit(root);
+        return user + system;
+    }
+
+    /// <summary>As <see cref="TreeTicks"/>, user time (utime) and kernel time (stime) apart.</summary>
+    public static (long User, long System) TreeTicksSplit(int root)
+    {
+        var stats = new List<(int Pid, int Parent, long User, long System)>();
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
@@ -394,7 +424,7 @@ internal static class ProcessCpu
                 var stat = File.ReadAllText(Path.Combine(dir, "stat"));
                 // Fields after the command name (which may hold spaces and parentheses): state ppid ... utime(14) stime(15).
                 var rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                stats.Add((pid, int.Parse(rest[1], CultureInfo.InvariantCulture), long.Parse(rest[11], CultureInfo.InvariantCulture) + long.Parse(rest[12], CultureInfo.InvariantCulture)));
+                stats.Add((pid, int.Parse(rest[1], CultureInfo.InvariantCulture), long.Parse(rest[11], CultureInfo.InvariantCulture), long.Parse(rest[12], CultureInfo.InvariantCulture)));
             }
             catch (IOException)
             {
@@ -416,6 +446,7 @@ internal static class ProcessCpu
             }
         }
         while (grew);
-        return stats.Where(s => tree.Contains(s.Pid)).Sum(s => s.Ticks);
+        var ours = stats.Where(s => tree.Contains(s.Pid)).ToArray();
+        return (ours.Sum(s => s.User), ours.Sum(s => s.System));
     }
 }
