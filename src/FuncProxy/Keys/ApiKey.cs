@@ -71,20 +71,32 @@ public readonly struct ApiKey
     public static bool TryParse(ReadOnlySpan<char> value, [NotNullWhen(true)] out ApiKey? key) => TryParse(value, Prefix, out key);
 
     /// <summary>
-    /// <see cref="TryParse(ReadOnlySpan{char}, out ApiKey?)"/> without making strings: where the id and the secret are in
-    /// <paramref name="value"/>. For the request path, which looks the id up by span and hashes the secret from it.
+    /// Where the id, the secret and the checksum are in a presented client key, by its shape and alphabets alone: the
+    /// checksum is not checked here (see <see cref="ChecksumMatches"/>). No strings are made: the request path looks the id
+    /// up by span and hashes the secret from it.
     /// </summary>
-    public static bool TryLocate(ReadOnlySpan<char> value, out Range id, out Range secret)
+    public static bool TryLocate(ReadOnlySpan<char> value, out Range id, out Range secret, out Range checksum)
     {
         id = default;
         secret = default;
-        if (!IsWellFormed(value, Prefix))
+        checksum = default;
+        if (!HasShape(value, Prefix))
         {
             return false;
         }
         id = new Range(4, 4 + IdLength);
         secret = new Range(4 + IdLength + 1, 4 + IdLength + 1 + SecretLength);
+        checksum = new Range(4 + IdLength + 1 + SecretLength, TotalLength);
         return true;
+    }
+
+    /// <summary>True when the checksum of a key <see cref="TryLocate"/> located matches the rest of it (one SHA-256).</summary>
+    public static bool ChecksumMatches(ReadOnlySpan<char> value)
+    {
+        // The checksum covers "{prefix}{id}_{secret}", which is exactly the start of the value: checked in place, on the stack.
+        Span<char> expected = stackalloc char[ChecksumLength];
+        Checksum(value[..(4 + IdLength + 1 + SecretLength)], expected);
+        return value.Slice(4 + IdLength + 1 + SecretLength, ChecksumLength).SequenceEqual(expected);
     }
 
     /// <summary>As <see cref="TryParse(ReadOnlySpan{char}, out ApiKey?)"/>, for an admin key (<c>fpa_</c>).</summary>
@@ -101,7 +113,9 @@ public readonly struct ApiKey
         return true;
     }
 
-    private static bool IsWellFormed(ReadOnlySpan<char> value, string prefix)
+    private static bool IsWellFormed(ReadOnlySpan<char> value, string prefix) => HasShape(value, prefix) && ChecksumMatches(value);
+
+    private static bool HasShape(ReadOnlySpan<char> value, string prefix)
     {
         if (value.Length != TotalLength || !value.StartsWith(prefix, StringComparison.Ordinal) || value[4 + IdLength] != '_')
         {
@@ -109,15 +123,7 @@ public readonly struct ApiKey
         }
         var id = value.Slice(4, IdLength);
         var secret = value.Slice(4 + IdLength + 1, SecretLength);
-        var checksum = value.Slice(4 + IdLength + 1 + SecretLength, ChecksumLength);
-        if (id.ContainsAnyExcept(IdAlphabet) || secret.ContainsAnyExcept(SecretAlphabet))
-        {
-            return false;
-        }
-        // The checksum covers "{prefix}{id}_{secret}", which is exactly the start of the value: checked in place, on the stack.
-        Span<char> expected = stackalloc char[ChecksumLength];
-        Checksum(value[..(4 + IdLength + 1 + SecretLength)], expected);
-        return checksum.SequenceEqual(expected);
+        return !id.ContainsAnyExcept(IdAlphabet) && !secret.ContainsAnyExcept(SecretAlphabet);
     }
 
     /// <summary>True when <paramref name="id"/> has the shape of a key id (no I/O).</summary>

@@ -66,7 +66,14 @@ public sealed class KeyAuthenticator
         {
             return await _tokens.AuthenticateAsync(presented.ToString(), cancellationToken).ConfigureAwait(false);
         }
-        if (!ApiKey.TryLocate(presented.Span, out var idRange, out var secretRange))
+        if (!ApiKey.TryLocate(presented.Span, out var idRange, out var secretRange, out var checksumRange))
+        {
+            return new(null, KeyRefusal.Malformed, null);
+        }
+        // The checksum keeps made-up keys away from storage, so it is checked before the lookup: by its SHA-256, unless this
+        // instance already verified this checksum for this id on a key whose secret matched (then it is per key, not per call).
+        var checksumKnown = _cache.IsVerifiedChecksum(presented.Span[idRange], presented.Span[checksumRange]);
+        if (!checksumKnown && !ApiKey.ChecksumMatches(presented.Span))
         {
             return new(null, KeyRefusal.Malformed, null);
         }
@@ -81,6 +88,10 @@ public sealed class KeyAuthenticator
         if (!record.SecretMatches(presented.Span[secretRange], now))
         {
             return new(null, KeyRefusal.WrongSecret, id);
+        }
+        if (!checksumKnown)
+        {
+            _cache.RememberChecksum(presented.Span[idRange], presented.Span[checksumRange]);
         }
         return record.Status switch
         {

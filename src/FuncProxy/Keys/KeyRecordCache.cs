@@ -101,6 +101,37 @@ public sealed partial class KeyRecordCache
         return AwaitAsync(pending, entry, options, cancellationToken);
     }
 
+    /// <summary>
+    /// True when <paramref name="checksum"/> was verified for a key of <paramref name="id"/> that authenticated on this
+    /// instance (<see cref="RememberChecksum"/>): its SHA-256 need not run again. Read without a lock, in constant time.
+    /// </summary>
+    public bool IsVerifiedChecksum(ReadOnlySpan<char> id, ReadOnlySpan<char> checksum) =>
+        _bySpan.TryGetValue(id, out var entry) && Volatile.Read(ref entry.VerifiedChecksum) is var known and not 0 && known == Pack(checksum);
+
+    /// <summary>
+    /// Remembers the checksum of a key of <paramref name="id"/> whose secret matched. It is a check of the key's shape, not
+    /// of its secret: remembering it lets no other key in (the secret's hash decides), it only saves the checksum's hash on
+    /// the next call of the same key. The last one verified is kept (a key rotating between two secrets recomputes).
+    /// </summary>
+    public void RememberChecksum(ReadOnlySpan<char> id, ReadOnlySpan<char> checksum)
+    {
+        if (_bySpan.TryGetValue(id, out var entry))
+        {
+            Volatile.Write(ref entry.VerifiedChecksum, Pack(checksum));
+        }
+    }
+
+    // The checksum's characters (base62: ASCII) in one number, 7 bits each, with a top bit so that no checksum packs to 0.
+    private static long Pack(ReadOnlySpan<char> checksum)
+    {
+        long packed = 0;
+        foreach (var c in checksum)
+        {
+            packed = (packed << 7) | (c & 0x7FL);
+        }
+        return packed | (1L << 62);
+    }
+
     /// <summary>Drops this instance's copy of a record, e.g. right after an operator changed it here.</summary>
     public void Invalidate(string id) => _entries.TryRemove(id, out _);
 
@@ -169,6 +200,7 @@ public sealed partial class KeyRecordCache
         public long FetchedAt;
         public bool HasValue;
         public Task<KeyRecord?>? Pending;
+        public long VerifiedChecksum;
     }
 
     private static partial class Log

@@ -81,6 +81,53 @@ public sealed class AuthenticationTests(GatewayFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_checksum_verified_once_is_not_hashed_again_and_lets_no_other_checksum_or_secret_in()
+    {
+        // Issue 11: a key's checksum was hashed on every call. Now an instance remembers the last checksum it verified for
+        // an id whose secret matched, and skips that hash for the same checksum; every other checksum is hashed as before.
+        var cache = Gateway.Services.GetRequiredService<KeyRecordCache>();
+        var good = await Gateway.MintKeyAsync("echo");
+        var id = good.Record.Id;
+        var checksum = good.Value[^ApiKey.ChecksumLength..];
+        var otherSecret = ApiKey.GenerateFor(id).Value; // right id, valid checksum of its own, wrong secret
+        var badChecksum = good.Value[..^1] + (good.Value[^1] == 'A' ? 'B' : 'A');
+        var readsBefore = cache.StorageReads;
+
+        using (var refused = await CallAsync("/api/echo/x", h => h.Authorization = new AuthenticationHeaderValue("Bearer", otherSecret)))
+        {
+            Assert.Equal(401, (int)refused.StatusCode);
+        }
+        Assert.False(cache.IsVerifiedChecksum(id, otherSecret.AsSpan(otherSecret.Length - ApiKey.ChecksumLength)), "a checksum is remembered only once the secret matched");
+        Assert.False(cache.IsVerifiedChecksum(id, checksum));
+
+        using (var accepted = await CallAsync("/api/echo/x", h => h.Authorization = new AuthenticationHeaderValue("Bearer", good.Value)))
+        {
+            Assert.Equal(200, (int)accepted.StatusCode);
+        }
+        Assert.True(cache.IsVerifiedChecksum(id, checksum));
+
+        // The remembered checksum vouches for no other: a forged one is still refused with no storage round trip, and the
+        // same checksum with another secret is still refused by the secret's hash.
+        var readsAfterGood = cache.StorageReads;
+        using (var forged = await CallAsync("/api/echo/x", h => h.Authorization = new AuthenticationHeaderValue("Bearer", badChecksum)))
+        {
+            Assert.Equal(401, (int)forged.StatusCode);
+        }
+        Assert.Equal(readsAfterGood, cache.StorageReads);
+        var sameChecksumOtherSecret = string.Concat(good.Value.AsSpan(0, 4 + ApiKey.IdLength + 1),
+            otherSecret.AsSpan(4 + ApiKey.IdLength + 1, ApiKey.SecretLength), checksum);
+        using (var mixed = await CallAsync("/api/echo/x", h => h.Authorization = new AuthenticationHeaderValue("Bearer", sameChecksumOtherSecret)))
+        {
+            Assert.Equal(401, (int)mixed.StatusCode);
+        }
+        using (var again = await CallAsync("/api/echo/x", h => h.Authorization = new AuthenticationHeaderValue("Bearer", good.Value)))
+        {
+            Assert.Equal(200, (int)again.StatusCode);
+        }
+        Assert.True(cache.StorageReads - readsBefore <= 1, "one read for the id, then the cache");
+    }
+
+    [Fact]
     public async Task The_key_is_accepted_in_each_header_the_SDKs_use()
     {
         var key = await Gateway.MintKeyAsync("echo");
