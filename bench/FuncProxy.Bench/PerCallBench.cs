@@ -23,6 +23,7 @@ internal static class PerCallBench
     private const string BareYarp = "bare YARP";
     private const string FuncProxyName = "FuncProxy+limits";
     private const string FuncProxyUnlimited = "FuncProxy, no limits";
+    private const string FuncProxyCompared = "FuncProxy+limits (--compare-dll)";
     private const string Nginx = "nginx proxy";
 
     private sealed record Target(string Name, string Url, string? ClientKey, ServerProcess Server, string Configured);
@@ -46,10 +47,17 @@ internal static class PerCallBench
         var nginxWorkers = StringOption(args, "--nginx-workers") ?? "1";
         var serveSeconds = Option(args, "--serve-seconds", 0);
         var serverDll = StringOption(args, "--server-dll") ?? ProcessAccuracyBench.FindServerDll();
+        // Another build (e.g. the tree before a change) as one more target in the same rounds: an A/B within each round.
+        var compareDll = StringOption(args, "--compare-dll");
         var wrk = new[] { "/usr/bin/wrk", "/usr/local/bin/wrk" }.FirstOrDefault(File.Exists);
         if (wrk is null)
         {
             Console.Error.WriteLine("wrk is not installed (Debian: apt-get install -y wrk).");
+            return 1;
+        }
+        if (compareDll is not null && !File.Exists(compareDll))
+        {
+            Console.Error.WriteLine($"--compare-dll: {compareDll} not found.");
             return 1;
         }
         if (serverDll is null || !File.Exists(serverDll))
@@ -88,6 +96,13 @@ internal static class PerCallBench
                 new(FuncProxyUnlimited, Inv($"http://127.0.0.1:{gatewayPort}/api/stub/chat/completions"), unlimitedKey, gateway,
                     "the same FuncProxy.Server process, a key minted without limits (no policy, no token estimate or reservation; the rest of the path as above)"),
             };
+            if (compareDll is not null)
+            {
+                var (other, otherPort, otherKey, _) = await StartFuncProxyAsync(compareDll, azurite.ConnectionString, origin, hook, scratch.FullName);
+                children.Add(other.Process);
+                targets.Add(new(FuncProxyCompared, Inv($"http://127.0.0.1:{otherPort}/api/stub/chat/completions"), otherKey, other,
+                    $"{compareDll}: the same configuration and limited key, its own process"));
+            }
             var nginx = await StartNginxAsync(scratch.FullName, stubPort, nginxWorkers, skipped);
             if (nginx is not null)
             {
@@ -208,6 +223,14 @@ internal static class PerCallBench
             var limitsCpu = ours.Zip(plain, (a, b) => a.CpuUsPerCall / b.CpuUsPerCall).ToArray();
             var plainBytes = plain.Zip(bare, (a, b) => a.BytesPerCall - b.BytesPerCall ?? double.NaN).ToArray();
             Console.WriteLine(Inv($"  FuncProxy with a key without limits: CPU per call {Rounds(plainCpu, "F2")} -> {Median(plainCpu):F2}x bare YARP, {Median(plainBytes):F0} B above it; the limits themselves {Median(limitsCpu):F2}x of that"));
+        }
+        if (results.TryGetValue(FuncProxyCompared, out var other))
+        {
+            var cpuToOther = ours.Zip(other, (a, b) => a.CpuUsPerCall / b.CpuUsPerCall).ToArray();
+            var userToOther = ours.Zip(other, (a, b) => a.UserUsPerCall - b.UserUsPerCall).ToArray();
+            var otherToBare = other.Zip(bare, (a, b) => a.CpuUsPerCall / b.CpuUsPerCall).ToArray();
+            var bytesToOther = ours.Zip(other, (a, b) => a.BytesPerCall - b.BytesPerCall ?? double.NaN).ToArray();
+            Console.WriteLine(Inv($"  this build against --compare-dll, within each round: CPU per call {Rounds(cpuToOther, "F3")} -> {Median(cpuToOther):F3}x, user {Median(userToOther):+0.0;-0.0} µs, {Median(bytesToOther):+0;-0} B; that build {Median(otherToBare):F2}x bare YARP"));
         }
         if (results.TryGetValue(Nginx, out var ng))
         {
