@@ -307,7 +307,7 @@ internal static class PerCallBench
 
     private static async Task<ServerProcess> StartDotnetAsync(string name, string[] arguments, Dictionary<string, string> environment, int port, string hook, string scratch)
     {
-        var allocationFile = Path.Combine(scratch, name + ".alloc");
+        var allocationFile = Path.Combine(scratch, Inv($"{name}-{port}.alloc"));
         environment["DOTNET_STARTUP_HOOKS"] = hook;
         environment["FUNCPROXY_BENCH_ALLOCATIONS"] = allocationFile;
         var process = ChildProcess.Start(name, "dotnet", arguments, environment, Path.GetDirectoryName(arguments[0]));
