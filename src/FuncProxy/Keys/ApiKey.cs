@@ -18,7 +18,10 @@ public readonly struct ApiKey
     public const int IdLength = 16;
     public const int SecretLength = 43;
     public const int ChecksumLength = 6;
-    public const int TotalLength = 4 + IdLength + 1 + SecretLength + ChecksumLength;
+    public const int TotalLength = BodyLength + ChecksumLength;
+
+    // "{prefix}{id}_{secret}": what the checksum covers, and where the checksum starts.
+    private const int BodyLength = 4 + IdLength + 1 + SecretLength;
 
     private const string IdAlphabet = "abcdefghijklmnopqrstuvwxyz234567";
     private const string SecretAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -85,8 +88,8 @@ public readonly struct ApiKey
             return false;
         }
         id = new Range(4, 4 + IdLength);
-        secret = new Range(4 + IdLength + 1, 4 + IdLength + 1 + SecretLength);
-        checksum = new Range(4 + IdLength + 1 + SecretLength, TotalLength);
+        secret = new Range(4 + IdLength + 1, BodyLength);
+        checksum = new Range(BodyLength, TotalLength);
         return true;
     }
 
@@ -95,8 +98,8 @@ public readonly struct ApiKey
     {
         // The checksum covers "{prefix}{id}_{secret}", which is exactly the start of the value: checked in place, on the stack.
         Span<char> expected = stackalloc char[ChecksumLength];
-        Checksum(value[..(4 + IdLength + 1 + SecretLength)], expected);
-        return value.Slice(4 + IdLength + 1 + SecretLength, ChecksumLength).SequenceEqual(expected);
+        Checksum(value[..BodyLength], expected);
+        return value[BodyLength..].SequenceEqual(expected);
     }
 
     /// <summary>As <see cref="TryParse(ReadOnlySpan{char}, out ApiKey?)"/>, for an admin key (<c>fpa_</c>).</summary>
@@ -144,7 +147,7 @@ public readonly struct ApiKey
     /// <param name="chars">Receives the <see cref="ChecksumLength"/> checksum characters.</param>
     private static void Checksum(ReadOnlySpan<char> body, Span<char> chars)
     {
-        Span<byte> ascii = stackalloc byte[4 + IdLength + 1 + SecretLength];
+        Span<byte> ascii = stackalloc byte[BodyLength];
         var length = Encoding.ASCII.GetBytes(body, ascii);
         Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
         SHA256.HashData(ascii[..length], hash);

@@ -52,10 +52,9 @@ public sealed partial class KeyRecordCache
         {
             lock (entry)
             {
-                if (entry.HasValue && _time.GetElapsedTime(entry.FetchedAt) < _options.CurrentValue.Keys.CacheDuration / 2)
+                if (TryFreshLocked(entry, _time.GetTimestamp(), _options.CurrentValue.Keys.CacheDuration, out var record))
                 {
-                    _metrics.KeyCache(hit: true);
-                    return ValueTask.FromResult(entry.Record);
+                    return ValueTask.FromResult(record);
                 }
             }
         }
@@ -80,25 +79,33 @@ public sealed partial class KeyRecordCache
         Task<KeyRecord?> pending;
         lock (entry)
         {
-            if (entry.HasValue)
+            if (TryFreshLocked(entry, now, ttl, out var fresh))
             {
-                var age = _time.GetElapsedTime(entry.FetchedAt, now);
-                if (age < ttl / 2)
-                {
-                    _metrics.KeyCache(hit: true);
-                    return ValueTask.FromResult(entry.Record);
-                }
-                if (age < ttl)
-                {
-                    entry.Pending ??= RefreshAsync(id, entry);
-                    _metrics.KeyCache(hit: true);
-                    return ValueTask.FromResult(entry.Record);
-                }
+                return ValueTask.FromResult(fresh);
+            }
+            if (entry.HasValue && _time.GetElapsedTime(entry.FetchedAt, now) < ttl)
+            {
+                // In the second half of its time: served, and refreshed in the background (one read however many ask).
+                entry.Pending ??= RefreshAsync(id, entry);
+                _metrics.KeyCache(hit: true);
+                return ValueTask.FromResult(entry.Record);
             }
             pending = entry.Pending ??= RefreshAsync(id, entry);
             _metrics.KeyCache(hit: false);
         }
         return AwaitAsync(pending, entry, options, cancellationToken);
+    }
+
+    /// <summary>A hit in the first half of the record's time (under the entry's lock): served as it is, counted as a hit.</summary>
+    private bool TryFreshLocked(Entry entry, long now, TimeSpan ttl, out KeyRecord? record)
+    {
+        record = entry.Record;
+        if (!entry.HasValue || _time.GetElapsedTime(entry.FetchedAt, now) >= ttl / 2)
+        {
+            return false;
+        }
+        _metrics.KeyCache(hit: true);
+        return true;
     }
 
     /// <summary>
