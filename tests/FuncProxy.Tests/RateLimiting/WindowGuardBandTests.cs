@@ -85,12 +85,7 @@ public sealed class WindowGuardBandTests
     [Fact]
     public async Task In_the_last_MaxLag_of_a_window_an_async_caller_waits_for_the_next_window_and_a_synchronous_one_is_refused_until_it()
     {
-        var connection = await TestStorage.GetConnectionStringAsync();
-        var storage = new FakeTimeProvider(Midnight);
-        var clock = new LimiterClock(storage);
-        Sample(storage, clock, 0.200);
-        Sample(storage, clock, 0.980); // offset within [-200, +20] ms: 200 ms late, MaxLag 220 ms
-        var limiter = LimiterInstances.Create(connection, TestStorage.NewTablePrefix(), Options(), clock);
+        var (limiter, storage) = await LimiterSampledAtAsync(0.200, 0.980); // offset within [-200, +20] ms: 200 ms late, MaxLag 220 ms
         var key = LimiterInstances.Key(new KeyLimits { RequestsPerSecond = Limit });
         storage.SetUtcNow(Midnight.AddSeconds(1.3));
         Assert.True((await LimiterInstances.AcquireAsync(limiter, key)).Granted); // warm: a lease of window 1 in memory
@@ -121,12 +116,7 @@ public sealed class WindowGuardBandTests
         // The offset is known within [-399, +1] ms: MaxLag 400 ms. A per-second window's band is capped at a quarter of it
         // (250 ms), a minute's is not: at the clock's 59.7 s "rps" still grants and "rpm" waits for minute 1, by which time
         // the second "rps" granted in has ended.
-        var connection = await TestStorage.GetConnectionStringAsync();
-        var storage = new FakeTimeProvider(Midnight);
-        var clock = new LimiterClock(storage);
-        Sample(storage, clock, 59.399);
-        Sample(storage, clock, 59.999);
-        var limiter = LimiterInstances.Create(connection, TestStorage.NewTablePrefix(), Options(), clock);
+        var (limiter, storage) = await LimiterSampledAtAsync(59.399, 59.999);
         var key = LimiterInstances.Key(new KeyLimits { RequestsPerSecond = 100, RequestsPerMinute = 1000 });
         storage.SetUtcNow(Midnight.AddSeconds(60.099));
 
@@ -173,6 +163,20 @@ public sealed class WindowGuardBandTests
     }
 
     /// <summary>Feeds <paramref name="clock"/> a storage response stamped at <paramref name="second"/> (storage's time, whole-second <c>Date</c>) with no round trip.</summary>
+    /// <summary>
+    /// A limiter (on Azurite, a table prefix of its own) whose clock saw storage's time at <paramref name="first"/> and
+    /// <paramref name="second"/> seconds after midnight, so it knows the offset within their gap; and storage's time.
+    /// </summary>
+    private static async Task<(KeyRateLimiter Limiter, FakeTimeProvider Storage)> LimiterSampledAtAsync(double first, double second)
+    {
+        var connection = await TestStorage.GetConnectionStringAsync();
+        var storage = new FakeTimeProvider(Midnight);
+        var clock = new LimiterClock(storage);
+        Sample(storage, clock, first);
+        Sample(storage, clock, second);
+        return (LimiterInstances.Create(connection, TestStorage.NewTablePrefix(), Options(), clock), storage);
+    }
+
     private static void Sample(FakeTimeProvider storage, LimiterClock clock, double second)
     {
         storage.SetUtcNow(Midnight.AddSeconds(second));
