@@ -103,7 +103,17 @@ public sealed class UpstreamStub : IAsyncDisposable
                 await answer(context);
                 return;
             }
-            await next(context);
+            try
+            {
+                await next(context);
+            }
+            catch (JsonException) when (!context.Response.HasStarted)
+            {
+                // As the providers answer a body that is not JSON: the client's error (400 invalid_request_error), not a 500.
+                context.Response.StatusCode = 400;
+                context.Response.ContentType = "application/json";
+                await context.Response.WriteAsync("{\"error\":{\"message\":\"We could not parse the JSON body of your request.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}");
+            }
         });
         app.MapPost("/v1/chat/completions", (HttpContext c) => stub!.ChatCompletionsAsync(c));
         app.MapPost("/v1/responses", (HttpContext c) => stub!.ResponsesAsync(c));

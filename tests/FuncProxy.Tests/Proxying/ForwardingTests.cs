@@ -51,4 +51,23 @@ public sealed class ForwardingTests : IAsyncLifetime
         Assert.Equal("Bearer " + ProviderSecret, seen.Headers["Authorization"]);
         Assert.DoesNotContain(seen.Headers.Values, v => v.Contains(key.Value, StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task A_body_that_is_not_JSON_gets_the_providers_400_passed_through_not_a_500()
+    {
+        // Cut off mid-member: the gateway's read-ahead finds no model and forwards it; the provider's refusal reaches the client.
+        var key = await _gateway.MintKeyAsync("stub");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/stub/chat/completions")
+        {
+            Content = new StringContent("{\"model\":", System.Text.Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key.Value);
+
+        using var response = await _gateway.Client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal("invalid_request_error", body.GetProperty("error").GetProperty("type").GetString());
+        Assert.Single(_stub.Requests);
+    }
 }
